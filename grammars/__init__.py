@@ -1,0 +1,1 @@
+"""Grammar files (found from a checkout and from an installed wheel)."""

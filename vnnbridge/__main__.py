@@ -1,0 +1,6 @@
+"""``python -m vnnbridge``."""
+
+from vnnbridge.cli import run
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,48 @@
+"""The cache directory: derived models and written queries, keyed by content hash, never beside inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_write", "cache_dir", "sha256_bytes", "sha256_file"]
+
+
+def cache_dir(kind: str = "") -> Path:
+    """``$VNNBRIDGE_CACHE`` (default ``~/.cache/vnnbridge``), or its subfolder ``kind``, created."""
+    root = Path(os.environ.get("VNNBRIDGE_CACHE") or Path.home() / ".cache" / "vnnbridge")
+    path = root / kind if kind else root
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` through a temp file and a rename, so readers never see half a file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(payload)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,1 @@
+"""vnnbridge.search."""
