@@ -1,0 +1,220 @@
+"""Bottom-up searches: grow a certified box face by face until every face is blocked or on the boundary.
+
+`search_greedy` is the inflated-explanation baseline: one face at a time (``dfs``) or one
+probe per face per pass (``bfs``), each face moving ``linear``-ly or by bisection. `search_grow`
+is ours: it moves *all* open faces at once and only splits on failure. A validated witness
+w of a failed move lies beyond some moved faces; w is projected back onto the certified box on
+every face but one (onnxruntime only), and each projection that is still misclassified caps
+that one face for good. So one oracle call usually settles many faces, and a blocked face
+always has a witness within delta beyond it (its maximality witness).
+
+A face stops for good when it reaches the domain boundary, when a witness lies within one
+step beyond it (blocked), or when the oracle gave no answer at one step beyond it (stuck:
+not proven maximal, listed in ``SearchResult.stuck_faces``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from vnnbridge.oracles.base import Verdict
+from vnnbridge.search.base import Call, Prober, SearchResult, Witness
+
+__all__ = ["search_greedy", "search_grow"]
+
+log = logging.getLogger(__name__)
+
+
+class _Faces:
+    """The state of a growing box: steps per face, caps, and the witnesses behind the caps."""
+
+    def __init__(self, prober: Prober, start: SearchResult | None) -> None:
+        self.prober, self.grid, self.inst = prober, prober.grid, prober.instance
+        self.proof: Call | None = None
+        if start is not None and start.certified:
+            self.cur, self.proof = start.steps.copy(), start.proof
+        else:
+            self.cur = np.zeros(2 * self.grid.n, dtype=np.int64)
+        self.cap = self.grid.reach.copy()
+        self.witness: dict[int, Witness] = {}
+        self.stuck: set[int] = set()
+
+    def ensure_start(self) -> bool:
+        """Certify the starting box when no earlier search did (the point x, usually)."""
+        if self.proof is not None:
+            return True
+        res, call = self.prober.robust(self.grid.box(self.cur), "start")
+        if res.verdict is Verdict.UNSAT:
+            self.proof = call
+            return True
+        return False
+
+    def beyond(self, point: np.ndarray, face: int) -> bool:
+        """Whether ``point`` lies outside the current box across ``face``."""
+        i, side = divmod(face, 2)
+        pos = self.grid.position(face, int(self.cur[face]))
+        return bool(point[i] > pos) if side else bool(point[i] < pos)
+
+    def project(self, point: np.ndarray, face: int) -> np.ndarray:
+        """``point`` clipped into the current box on every coordinate but ``face``'s (kept on its side)."""
+        box = self.grid.box(self.cur)
+        lo, hi = box.arrays()
+        i, side = divmod(face, 2)
+        q = np.clip(point, lo, hi)
+        q[i] = point[i]
+        return q
+
+    def cap_with(self, face: int, point: np.ndarray, call: Call | None) -> None:
+        """Cap ``face`` below a misclassified ``point`` that lies beyond it only, pulled in first.
+
+        The pull-in is a bisection with onnxruntime over the steps between the face and the
+        point: each candidate is re-run, so the stored witness is real.
+        """
+        g, i = self.grid, face // 2
+        best = point.copy()
+        lo_k, hi_k = int(self.cur[face]), g.include(face, float(point[i]))
+        while hi_k - lo_k > 1:
+            mid = (lo_k + hi_k) // 2
+            cand = best.copy()
+            cand[i] = g.position(face, mid)
+            if self.inst.misclassified(cand):
+                hi_k, best = mid, cand
+            else:
+                lo_k = mid
+        if hi_k - 1 < self.cap[face]:
+            self.cap[face] = hi_k - 1
+            self.witness[face] = Witness("face", best, face=face, call=None if call is None else call.index)
+
+    def stop(self, face: int) -> None:
+        """The oracle gave no answer one step beyond ``face``: stop it there, unproven."""
+        self.cap[face] = self.cur[face]
+        self.stuck.add(face)
+        self.witness.pop(face, None)
+
+    def open(self) -> list[int]:
+        """Faces that may still move."""
+        return [int(f) for f in np.nonzero(self.cur < self.cap)[0]]
+
+    def result(self, method: str, start_ok: bool) -> SearchResult:
+        """The grown box with its proof and the maximality witnesses of its blocked faces."""
+        g = self.grid
+        if not start_ok:
+            zero = np.zeros(2 * g.n, dtype=np.int64)
+            return SearchResult(method, False, g.box(zero), zero)
+        res = SearchResult(method, True, g.box(self.cur), self.cur.copy(), self.proof)
+        for face, w in sorted(self.witness.items()):
+            if self.cur[face] == self.cap[face] and self.cap[face] < g.reach[face]:
+                res.witnesses.append(w)
+        res.stuck_faces = sorted(self.stuck)
+        return res
+
+
+def _probe_one(state: _Faces, face: int, target: int, method: str) -> None:
+    """Move one face to ``target`` if the oracle certifies it; otherwise cap or stop the face."""
+    steps = state.cur.copy()
+    steps[face] = target
+    res, call = state.prober.robust(state.grid.box(steps), f"{method} face={face} step={target}")
+    if res.verdict is Verdict.UNSAT:
+        state.cur, state.proof = steps, call
+    elif res.verdict is Verdict.SAT:
+        w = np.asarray(res.witness, dtype=np.float64)
+        if not state.beyond(w, face):
+            log.warning("call %d: a witness inside an already certified box; the oracle is inconsistent",
+                        call.index)
+            state.stop(face)
+        else:
+            state.cap_with(face, w, call)
+    elif target == state.cur[face] + 1:
+        state.stop(face)
+    else:
+        state.cap[face] = target - 1
+
+
+def _next_target(state: _Faces, face: int, step: str) -> int:
+    cur, cap = int(state.cur[face]), int(state.cap[face])
+    return cur + 1 if step == "linear" else cur + (cap - cur + 1) // 2
+
+
+def search_greedy(prober: Prober, start: SearchResult | None = None) -> SearchResult:
+    """The baseline: grow one face per oracle call (``--order dfs|bfs``, ``--step linear|bisect``)."""
+    opts, state = prober.options, _Faces(prober, start)
+    ok = state.ensure_start()
+    if ok:
+        if opts.order == "dfs":
+            for face in range(2 * prober.grid.n):
+                while state.cur[face] < state.cap[face]:
+                    _probe_one(state, face, _next_target(state, face, opts.step), "greedy")
+        else:
+            while open_faces := state.open():
+                for face in open_faces:
+                    if state.cur[face] < state.cap[face]:
+                        _probe_one(state, face, _next_target(state, face, opts.step), "greedy")
+    return state.result("greedy", ok)
+
+
+def search_grow(prober: Prober, start: SearchResult | None = None) -> SearchResult:
+    """Ours: move every open face at once, with per-face step sizes that double on success."""
+    state = _Faces(prober, start)
+    ok = state.ensure_start()
+    g, inst = prober.grid, prober.instance
+    step = np.ones(2 * g.n, dtype=np.int64)
+    solo: set[int] = set()
+    while ok and (open_faces := state.open()):
+        batch = [f for f in open_faces if f not in solo]
+        while batch:
+            target = state.cur.copy()
+            idx = np.array(batch)
+            target[idx] = np.minimum(state.cur[idx] + step[idx], state.cap[idx])
+            res, call = prober.robust(g.box(target), f"grow faces={len(batch)}")
+            if res.verdict is Verdict.UNSAT:
+                state.cur, state.proof = target, call
+                step[idx] *= 2
+                break
+            if res.verdict is Verdict.SAT:
+                w = np.asarray(res.witness, dtype=np.float64)
+                touched = [f for f in batch if state.beyond(w, f)]
+                if not touched:
+                    log.warning("call %d: a witness inside an already certified box; the oracle is "
+                                "inconsistent", call.index)
+                    for f in batch:
+                        state.stop(f)
+                    break
+                blamed = []
+                for f in touched:
+                    q = state.project(w, f)
+                    if inst.misclassified(q):
+                        state.cap_with(f, q, call)
+                        blamed.append(f)
+                        step[f] = max(1, min(step[f], state.cap[f] - state.cur[f]))
+                if not blamed:
+                    for f in touched:
+                        if step[f] == 1:
+                            solo.add(f)
+                        step[f] = max(1, step[f] // 2)
+                    batch = [f for f in batch if f not in touched]
+                else:
+                    batch = [f for f in batch if f not in blamed]
+                batch = [f for f in batch if state.cur[f] < state.cap[f]]
+            else:
+                if len(batch) == 1:
+                    f = batch[0]
+                    if step[f] == 1:
+                        state.stop(f)
+                    step[f] = max(1, step[f] // 2)
+                    break
+                step[idx] = np.maximum(1, step[idx] // 2)
+                batch = batch[: len(batch) // 2]
+        for f in sorted(solo):
+            solo.discard(f)
+            if state.cur[f] >= state.cap[f]:
+                continue
+            target_k = min(int(state.cur[f] + step[f]), int(state.cap[f]))
+            before = int(state.cur[f])
+            _probe_one(state, f, target_k, "grow-solo")
+            if state.cur[f] > before:
+                step[f] *= 2
+            else:
+                step[f] = max(1, min(int(step[f]) // 2, int(state.cap[f] - state.cur[f]) or 1))
+    return state.result("grow", ok)

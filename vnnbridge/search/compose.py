@@ -1,0 +1,96 @@
+"""Method names, compositions ``A+B`` (B continues from A's certified box) and one entry point.
+
+``apothem+grow`` is the default: the grid-exact optimal cube, then grown to a box that is
+maximal face by face (see docs/certify.md for why it wins on certificate quality per call).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from vnnbridge.errors import InputError
+from vnnbridge.oracles.base import Oracle
+from vnnbridge.search.base import BudgetExhausted, Call, Instance, Prober, SearchOptions, SearchResult
+from vnnbridge.search.bottomup import search_greedy, search_grow
+from vnnbridge.search.dual import search_dual_box, search_dual_cube, search_dual_faces
+from vnnbridge.search.topdown import find_apothem, search_box_topdown, search_cube_bisect, search_cube_topdown
+
+__all__ = ["DEFAULT_DUAL", "DEFAULT_METHOD", "DUALS", "METHODS", "certify", "run_dual", "run_method"]
+
+log = logging.getLogger(__name__)
+
+Search = Callable[[Prober, SearchResult | None], SearchResult]
+
+METHODS: dict[str, Search] = {
+    "cube-topdown": search_cube_topdown,
+    "cube-bisect": search_cube_bisect,
+    "apothem": find_apothem,
+    "box-topdown": search_box_topdown,
+    "greedy": search_greedy,
+    "grow": search_grow,
+}
+# Methods that can continue from an earlier certified box (the B of ``A+B``).
+CONTINUING = frozenset({"greedy", "grow"})
+DUALS: dict[str, Search] = {
+    "dual-faces": search_dual_faces,
+    "dual-box": search_dual_box,
+    "dual-cube": search_dual_cube,
+}
+DEFAULT_METHOD = "apothem+grow"
+DEFAULT_DUAL = "dual-faces"
+
+
+def parse_method(name: str) -> list[str]:
+    """The parts of ``A+B+...``, each a known method; B and later must be able to continue."""
+    parts = [p.strip() for p in name.split("+")]
+    for i, part in enumerate(parts):
+        if part not in METHODS:
+            raise InputError(f"unknown method {part!r}; known: {', '.join(sorted(METHODS))} and A+B compositions")
+        if i > 0 and part not in CONTINUING:
+            raise InputError(f"{part!r} cannot continue from another method's box; "
+                             f"after '+' use one of {', '.join(sorted(CONTINUING))}")
+    return parts
+
+
+def run_method(name: str, prober: Prober) -> SearchResult:
+    """Run method ``name`` (``A`` or ``A+B+...``) with ``prober``; keep the last certified result.
+
+    A search that runs out of its call budget ends with the best result found so far.
+    """
+    result: SearchResult | None = None
+    for part in parse_method(name):
+        try:
+            nxt = METHODS[part](prober, result)
+        except BudgetExhausted as exc:
+            log.warning("%s: %s; keeping the result so far", part, exc)
+            break
+        if result is not None and result.certified and not nxt.certified:
+            break  # never trade a certified box for an uncertified one
+        if result is not None and nxt.cube_steps is None:
+            nxt.cube_steps, nxt.cube_upper, nxt.exact = result.cube_steps, result.cube_upper, result.exact
+            nxt.witnesses = [w for w in result.witnesses if w.kind == "cube"] + nxt.witnesses
+        result = nxt
+    if result is None:
+        raise InputError(f"method {name!r} ran out of its call budget before its first answer")
+    result.method = name
+    return result
+
+
+def run_dual(name: str, prober: Prober, start: SearchResult | None) -> SearchResult:
+    """Run dual method ``name`` (optionally knowing a certified box inside the answer)."""
+    if name not in DUALS:
+        raise InputError(f"unknown dual {name!r}; known: {', '.join(sorted(DUALS))}")
+    return DUALS[name](prober, start)
+
+
+def certify(instance: Instance, oracle: Oracle, method: str = DEFAULT_METHOD, dual: str | None = None,
+            options: SearchOptions | None = None,
+            on_call: Callable[[Call], None] | None = None) -> tuple[SearchResult, SearchResult | None, Prober]:
+    """Search a certification of ``instance`` (and its dual); every call is in ``prober.calls``."""
+    prober = Prober(instance, oracle, options, on_call)
+    result = run_method(method, prober)
+    dual_result = None
+    if dual:
+        dual_result = run_dual(dual, prober, result if result.certified else None)
+    return result, dual_result, prober
