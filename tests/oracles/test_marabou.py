@@ -1,0 +1,122 @@
+"""The marabou adapter against the real Marabou command (maraboupy 2.0.0), plus its output parser."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vnnbridge.errors import OracleProtocolError, OracleUnavailable
+from vnnbridge.network import load_network
+from vnnbridge.oracles.base import Verdict
+from vnnbridge.oracles.marabou import VERDICTS, MarabouOracle, parse_output
+from vnnbridge.oracles.registry import is_available, make_oracle
+
+needs_marabou = pytest.mark.skipif(not is_available("marabou"), reason="Marabou is not installed")
+
+SAT_TEXT = """Network: net.onnx
+Property: p.vnnlib
+
+sat
+Input assignment:
+\tx0 = -0.000000
+\tx1 = 0.300000
+\tx2 = 0.123529
+
+Output:
+\ty0 = 0.446519
+\ty1 = 0.446519
+"""
+
+
+def test_parse_sat_reads_the_input_assignment() -> None:
+    verdict, x = parse_output(SAT_TEXT, 3)
+    assert verdict is Verdict.SAT
+    assert x is not None and x.tolist() == [0.0, 0.3, 0.123529]
+
+
+@pytest.mark.parametrize(("word", "verdict"), [("unsat", Verdict.UNSAT), ("Timeout", Verdict.TIMEOUT),
+                                               ("UNKNOWN", Verdict.UNKNOWN), ("Error", Verdict.ERROR)])
+def test_parse_maps_each_word_through_the_table(word: str, verdict: Verdict) -> None:
+    assert parse_output(f"Network: n\nProperty: p\n\n{word}\n", 3) == (verdict, None)
+    assert VERDICTS[word] is verdict
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("Network: n\nProperty: p\n\nmaybe\n", "unknown result word 'maybe'"),
+    ("Network: n\nProperty: p\n\n", "no result word"),
+    ("Traceback (most recent call last):\n", "no 'Property:' line"),
+    ("Network: n\nProperty: p\n\nsat\n", "no 'Input assignment:'"),
+    (SAT_TEXT.replace("\tx2 = 0.123529\n", ""), "2 of 3 inputs"),
+])
+def test_parse_rejects_what_the_table_does_not_know(text: str, message: str) -> None:
+    with pytest.raises(OracleProtocolError, match=message):
+        parse_output(text, 3)
+
+
+def test_missing_command_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(OracleUnavailable, match="Marabou command is not installed"):
+        MarabouOracle(tmp_path / "no-such-Marabou")
+
+
+def _fake_marabou(tmp_path: Path, body: str) -> Path:
+    script = tmp_path / "fake Marabou's bin" / "Marabou"
+    script.parent.mkdir()
+    script.write_text(f"#!/bin/bash\n{body}\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+def test_garbage_word_becomes_error_with_reason(tmp_path: Path, cube_query) -> None:
+    query = cube_query("mnist", "0-1", 0.05)
+    command = _fake_marabou(tmp_path, 'echo "Network: $1"; echo "Property: $2"; echo; echo probably')
+    result = make_oracle("marabou", command=command).check(query, 5)
+    assert result.verdict is Verdict.ERROR
+    assert "unknown result word 'probably'" in result.reason
+
+
+def test_crash_becomes_error_with_exit_code(tmp_path: Path, cube_query) -> None:
+    query = cube_query("mnist", "0-1", 0.05)
+    result = make_oracle("marabou", command=_fake_marabou(tmp_path, "echo boom >&2; exit 7")).check(query, 5)
+    assert result.verdict is Verdict.ERROR
+    assert "exited with code 7" in result.reason and "boom" in result.reason
+
+
+@needs_marabou
+def test_version_is_2_0_0() -> None:
+    assert make_oracle("marabou").version() == "2.0.0"
+
+
+@needs_marabou
+def test_robust_radius_is_unsat(cube_query) -> None:
+    result = make_oracle("marabou").check(cube_query("mnist", "0-1", 0.05), 60)
+    assert result.verdict is Verdict.UNSAT, result.reason
+    assert result.witness is None and result.oracle == "marabou" and result.seconds > 0
+    assert result.log is not None and result.log.is_file()
+
+
+@needs_marabou
+@pytest.mark.parametrize(("dataset", "image", "radius"), [("mnist", "1-1", 0.2), ("fmnist", "7_3", 0.15)])
+def test_non_robust_radius_is_sat_with_a_valid_witness(cube_query, dataset: str, image: str,
+                                                       radius: float) -> None:
+    query = cube_query(dataset, image, radius)
+    result = make_oracle("marabou").check(query, 60)
+    assert result.verdict is Verdict.SAT, result.reason
+    box = query.spec.single_box
+    assert box.contains(result.witness)
+    net = load_network(query.onnx)
+    y = net.run(result.witness)
+    label = query.spec.cases[0].polytopes[0].a[0].index(1.0)  # row y_label - y_j <= 0
+    # Ties count against robustness: some other logit reaches the label's, in onnxruntime.
+    assert np.delete(y, label).max() >= y[label]
+    assert query.spec.violated_by(result.witness, y)
+
+
+@needs_marabou
+def test_own_timeout_is_timeout(cube_query) -> None:
+    # This query takes Marabou about 5 s; with 1 s it must stop and say so.
+    result = make_oracle("marabou").check(cube_query("mnist", "0-1", 0.1), 1)
+    assert result.verdict is Verdict.TIMEOUT
+    assert result.seconds < 1 + 5

@@ -1,0 +1,155 @@
+"""The ``marabou`` oracle: the ``Marabou`` command that maraboupy 2.0.0 installs.
+
+Marabou reads the ONNX model and the query's VNN-LIB file itself. Measured facts about
+2.0.0 that shape this adapter:
+
+- stdout is ``Network: ...``, ``Property: ...``, a blank line, then one result word
+  (``sat``, ``unsat``, ``Timeout``, ``Error``, ``UNKNOWN``); for ``sat`` an
+  ``Input assignment:`` block of ``xI = V`` lines follows, printed with 6 decimals.
+- ``--export-assignment`` writes ``assignment.txt`` into the working folder whatever
+  ``--export-assignment-file`` says, holds the same 6 decimals, and makes an ``unsat`` run
+  crash with exit code 1; so the witness is read from stdout instead.
+- Its ONNX reader has no Div or AveragePool and its Sub needs a same-shape constant, so the
+  model it sees goes through `vnnbridge.network.marabou_model` first (exact rewrites only).
+
+Printed witnesses sit on the decision boundary (margin ~1e-6) and are rescued by the shared
+repair in `vnnbridge.oracles.repair` when onnxruntime disagrees in the last digits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import shutil
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from vnnbridge.errors import OracleProtocolError, OracleUnavailable
+from vnnbridge.oracles.base import OracleResult, Query, Verdict
+from vnnbridge.oracles.process import CompletedRun, call_dir, run_command
+
+__all__ = ["VERDICTS", "MarabouOracle", "find_marabou", "parse_output"]
+
+log = logging.getLogger(__name__)
+
+# Marabou's result words (the command's and maraboupy's exit codes) -> verdicts. Nothing else.
+VERDICTS: dict[str, Verdict] = {
+    "sat": Verdict.SAT,
+    "unsat": Verdict.UNSAT,
+    "Timeout": Verdict.TIMEOUT,
+    "TIMEOUT": Verdict.TIMEOUT,
+    "Error": Verdict.ERROR,
+    "ERROR": Verdict.ERROR,
+    "UNKNOWN": Verdict.UNKNOWN,
+    "QUIT_REQUESTED": Verdict.UNKNOWN,
+}
+
+_ASSIGNMENT = re.compile(r"^\s*x(\d+)\s*=\s*(\S+)\s*$")
+# Seconds the runner waits past Marabou's own --timeout (start-up and ONNX parsing).
+_SLACK = 3.0
+
+
+def find_marabou() -> Path | None:
+    """The ``Marabou`` command beside this Python (a virtualenv's bin) or on PATH."""
+    beside = Path(sys.executable).parent / "Marabou"
+    if beside.is_file():
+        return beside
+    found = shutil.which("Marabou")
+    return Path(found) if found else None
+
+
+@lru_cache(maxsize=4)
+def _version(command: str) -> str:
+    log_file = call_dir("marabou-version", "0") / "log.txt"
+    run = run_command([command, "--version"], timeout=30, log=log_file, slack=1.0)
+    match = re.search(r"Marabou version (\S+)", run.output())
+    return match.group(1) if match else ""
+
+
+def parse_output(text: str, inputs: int) -> tuple[Verdict, np.ndarray | None]:
+    """The verdict and (for sat) the printed input assignment from Marabou's stdout.
+
+    Raises OracleProtocolError when no result word follows the ``Property:`` line, the word
+    is not in `VERDICTS`, or a ``sat`` comes without ``inputs`` assignment lines.
+    """
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Property:")), None)
+    if start is None:
+        raise OracleProtocolError("Marabou printed no 'Property:' line")
+    word = next((line.strip() for line in lines[start + 1:] if line.strip()), None)
+    if word is None:
+        raise OracleProtocolError("Marabou printed no result word")
+    if word not in VERDICTS:
+        raise OracleProtocolError(f"Marabou printed an unknown result word {word[:80]!r}")
+    verdict = VERDICTS[word]
+    if verdict is not Verdict.SAT:
+        return verdict, None
+    values: dict[int, float] = {}
+    try:
+        block = lines.index("Input assignment:", start)
+    except ValueError:
+        raise OracleProtocolError("Marabou said sat but printed no 'Input assignment:'") from None
+    for line in lines[block + 1:]:
+        match = _ASSIGNMENT.match(line)
+        if not match:
+            break
+        values[int(match.group(1))] = float(match.group(2))
+    if sorted(values) != list(range(inputs)):
+        raise OracleProtocolError(f"Marabou's assignment has {len(values)} of {inputs} inputs")
+    return verdict, np.array([values[i] for i in range(inputs)], dtype=np.float64)
+
+
+class MarabouOracle:
+    """Box queries answered by the ``Marabou`` command (maraboupy 2.0.0)."""
+
+    name = "marabou"
+
+    def __init__(self, command: str | Path | None = None, *, threads: int = 1,
+                 extra_args: tuple[str, ...] = (), slack: float = _SLACK) -> None:
+        found = Path(command) if command else find_marabou()
+        if found is None or not found.is_file():
+            raise OracleUnavailable("the Marabou command is not installed (pip install maraboupy==2.0.0)")
+        self.command, self.threads, self.extra_args, self.slack = found, threads, tuple(extra_args), slack
+
+    def version(self) -> str:
+        """Marabou's version, e.g. ``2.0.0``."""
+        return _version(str(self.command))
+
+    def argv(self, onnx: Path, vnnlib: Path, timeout: float) -> list[str]:
+        """The command line for one query."""
+        seconds = max(1, math.ceil(timeout))  # Marabou takes whole seconds; 0 would mean none
+        return [str(self.command), str(onnx), str(vnnlib), "--timeout", str(seconds),
+                "--verbosity", "0", "--num-workers", "1", *self.extra_args]
+
+    def check(self, query: Query, timeout: float) -> OracleResult:
+        """Run Marabou once on the query; every failure becomes an ERROR verdict with its reason."""
+        from vnnbridge.network import marabou_model
+
+        folder = call_dir(self.name, query.sha256)
+        log_file = folder / "marabou.log"
+        try:
+            onnx = marabou_model(query.onnx)
+        except Exception as exc:  # a model Marabou cannot read is this oracle's error verdict
+            return OracleResult(Verdict.ERROR, self.name, self.version(), 0.0,
+                                reason=f"model preparation failed: {exc}")
+        run = run_command(self.argv(onnx, query.vnnlib, timeout), timeout=timeout, log=log_file,
+                          cwd=folder, slack=self.slack, threads=self.threads)
+        return self._result(run, query)
+
+    def _result(self, run: CompletedRun, query: Query) -> OracleResult:
+        base = dict(oracle=self.name, version=self.version(), seconds=run.seconds, log=run.log)
+        if run.timed_out:
+            return OracleResult(Verdict.TIMEOUT, reason=f"killed {run.seconds:.1f} s after start", **base)
+        if run.returncode != 0:
+            return OracleResult(Verdict.ERROR, reason=f"Marabou exited with code {run.returncode}: "
+                                f"{run.tail()}", **base)
+        try:
+            verdict, witness = parse_output(run.output(), query.spec.inputs)
+        except OracleProtocolError as exc:
+            return OracleResult(Verdict.ERROR, reason=f"{exc.message}: {run.tail()}", **base)
+        reason = "" if verdict in (Verdict.SAT, Verdict.UNSAT) else run.tail(200)
+        return OracleResult(verdict, witness=witness, reason=reason, **base)
