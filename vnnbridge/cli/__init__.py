@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vnnbridge", description="Trustworthy robustness certifications "
                                      "with any VNN-COMP verifier as the oracle.")
     parser.add_argument("--version", action="version", version=f"vnnbridge {__version__}")
+    # VNN-LIB 2.0 solver interface (chapter 5): `--name` prints the solver's full name.
+    parser.add_argument("--name", action="version", version="vnnbridge", help="print the solver's name and exit")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _GROUPS:

@@ -1,0 +1,214 @@
+"""Answer one competition instance: always write a result file, and finish before TIMEOUT.
+
+The harness runs ``run_instance.sh v1 CATEGORY ONNX VNNLIB RESULTS TIMEOUT`` from the benchmark
+folder, kills the script at TIMEOUT + 60 s, and newer scoring turns any answer given after TIMEOUT
+into `timeout`. So the answer is due at an internal deadline: TIMEOUT, measured from when the
+script started (``--started``), minus a reserve for writing the file and leaving the interpreter.
+A watchdog thread writes `timeout` and ends the process at that deadline if the oracle has not
+come back by then; the oracle itself gets a budget that ends earlier still, so that its process
+runner can kill its tool cleanly.
+
+Every verdict goes through the witness validation of the oracle registry, and a `sat` is checked
+once more the way the scorer checks it before it is written; one that fails is written as
+`unknown` (a `sat` without a valid witness would cost -150 points).
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vnnbridge.errors import InputError, VnnbridgeError
+from vnnbridge.oracles.base import Verdict
+from vnnbridge.vnncomp.config import OracleChoice
+
+__all__ = ["RUN_MARK", "Answer", "Instance", "answer_instance", "network_paths", "reserve_seconds",
+           "write_answer"]
+
+log = logging.getLogger(__name__)
+
+# Environment marker that `vnncomp-prepare` looks for to end processes left over from a run.
+RUN_MARK = "VNNBRIDGE_VNNCOMP_RUN"
+# Seconds the oracle's budget ends before the internal deadline: its runner kills and reaps there.
+ORACLE_SLACK = 1.0
+
+
+def reserve_seconds(timeout: float) -> float:
+    """Seconds kept back from TIMEOUT for writing the result and exiting (1.5 s .. 10 s, 5 %)."""
+    return min(10.0, max(1.5, 0.05 * timeout))
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One harness call: category, model, property, result file and time limit (seconds)."""
+
+    category: str
+    onnx: str
+    vnnlib: Path
+    results: Path
+    timeout: float
+
+    def __post_init__(self) -> None:
+        if not (self.timeout > 0):
+            raise InputError(f"TIMEOUT must be a positive number of seconds, got {self.timeout!r}")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What was written: the verdict word, the witness (flat X and Y) for sat, and why."""
+
+    verdict: Verdict
+    x: np.ndarray | None = None
+    y: np.ndarray | None = None
+    reason: str = ""
+    oracle: str = ""
+    seconds: float = 0.0
+
+    @property
+    def word(self) -> str:
+        """The first line of the result file."""
+        return self.verdict.value
+
+
+def network_paths(onnx: str) -> list[tuple[str, str]]:
+    """The networks named by the ONNX argument: a path, or a list of ``(name, path)`` pairs.
+
+    Multi-network VNN-LIB 2.0 instances pass a list such as ``[('f', 'a.onnx'), ('g', 'b.onnx')]``;
+    ``name=path`` entries separated by ``;`` or ``,`` are read too.
+    """
+    text = onnx.strip()
+    if text.startswith(("[", "(")):
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise InputError(f"cannot read the network list {text!r}") from None
+        if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value):
+            value = [value]
+        pairs = []
+        for item in value if isinstance(value, (list, tuple)) else []:
+            if not (isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(v, str) for v in item)):
+                raise InputError(f"the network list must hold (name, path) pairs, found {item!r}")
+            pairs.append((item[0], item[1]))
+        if not pairs:
+            raise InputError(f"the network list {text!r} names no network")
+        return pairs
+    if "=" in text and not Path(text).exists():
+        pairs = []
+        for entry in filter(None, (e.strip() for e in text.replace(";", ",").split(","))):
+            name, _, path = entry.partition("=")
+            pairs.append((name.strip(), path.strip()))
+        return pairs
+    return [("N", text)]
+
+
+class _ResultFile:
+    """The result file, written once: by the main thread with the answer or by the watchdog."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.lock, self.done = path, threading.Lock(), False
+
+    def write(self, answer: Answer) -> bool:
+        with self.lock:
+            if self.done:
+                return False
+            write_answer(self.path, answer)
+            self.done = True
+            return True
+
+
+def write_answer(path: Path, answer: Answer) -> None:
+    """Write the result file: the verdict word, and for sat the witness ``((X_0 v) ... (Y_0 v))``."""
+    from vnnbridge.vnncomp.results import write_result
+
+    x = None if answer.x is None else np.asarray(answer.x, dtype=np.float64).ravel()
+    y = None if answer.y is None else np.asarray(answer.y, dtype=np.float64).ravel()
+    write_result(path, answer.verdict.value, x, y)
+
+
+def _load_spec(path: Path):  # -> Spec; the parser module is imported lazily (it builds its LALR table)
+    from vnnbridge.vnnlib.parser import parse_file
+
+    if not path.is_file():
+        raise InputError("no such VNN-LIB file", path=str(path))
+    return parse_file(path)
+
+
+def _decide(instance: Instance, choice: OracleChoice, deadline: float) -> Answer:
+    from vnnbridge.network import load_network
+    from vnnbridge.oracles.base import Query
+    from vnnbridge.oracles.registry import make_oracle
+    from vnnbridge.vnncomp.scoring import check_counterexample
+
+    networks = network_paths(instance.onnx)
+    if len(networks) != 1:
+        names = ", ".join(name for name, _ in networks)
+        raise InputError(f"the instance names {len(networks)} networks ({names}); vnnbridge answers "
+                         "single-network queries only")
+    net = load_network(networks[0][1])
+    spec = _load_spec(instance.vnnlib)
+    if spec.inputs != net.inputs or spec.outputs != net.outputs:
+        raise InputError(f"the property has {spec.inputs} inputs and {spec.outputs} outputs, the network "
+                         f"{net.inputs} and {net.outputs}", path=str(instance.vnnlib))
+    name = choice.oracle_for(instance.category)
+    oracle = make_oracle(name)
+    query = Query.build(net.path, spec)
+    budget = deadline - time.monotonic() - ORACLE_SLACK
+    if budget <= 0:
+        return Answer(Verdict.TIMEOUT, reason="no time left after loading the instance", oracle=name)
+    log.info("oracle %s, budget %.1f s, query %s", name, budget, query.vnnlib)
+    result = oracle.check(query, budget)
+    if result.verdict is not Verdict.SAT:
+        return Answer(result.verdict, reason=result.reason, oracle=name, seconds=result.seconds)
+    # Write what the scorer will evaluate: float32 inputs, and the outputs onnxruntime gives for them.
+    x = np.asarray(result.witness, dtype=np.float32).astype(np.float64).ravel()
+    y = net.run(x)
+    verdict = check_counterexample(net, spec, x, y)
+    if not verdict.ok:
+        log.warning("%s: witness fails the scorer's check (%s); answering unknown", name, verdict.reason)
+        return Answer(Verdict.UNKNOWN, reason=f"witness rejected: {verdict.reason}", oracle=name,
+                      seconds=result.seconds)
+    return Answer(Verdict.SAT, x=x, y=y, oracle=name, seconds=result.seconds)
+
+
+def answer_instance(instance: Instance, choice: OracleChoice, started: float | None = None) -> Answer:
+    """Decide the instance and write its result file before the internal deadline; returns what was written.
+
+    ``started`` is the wall-clock time (``time.time()``) at which the harness started the script;
+    time already spent before Python came up counts against TIMEOUT. Bad input is written as
+    `error` and logged as one located line; it does not raise.
+    """
+    os.environ[RUN_MARK] = str(os.getpid())  # inherited by every tool the oracle starts
+    spent = max(0.0, time.time() - started) if started is not None else 0.0
+    deadline = time.monotonic() + instance.timeout - spent - reserve_seconds(instance.timeout)
+    sink = _ResultFile(instance.results)
+    begin = time.monotonic()
+
+    def _expire() -> None:
+        if sink.write(Answer(Verdict.TIMEOUT, reason="internal deadline reached")):
+            log.warning("internal deadline reached after %.1f s; wrote timeout", time.monotonic() - begin)
+            logging.shutdown()
+            os._exit(0)  # the oracle thread cannot be interrupted; the harness must get its answer now
+
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _expire)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        answer = _decide(instance, choice, deadline)
+    except VnnbridgeError as exc:
+        log.error("%s", exc.located())
+        answer = Answer(Verdict.ERROR, reason=exc.located())
+    except Exception as exc:  # anything unforeseen still has to leave a verdict in the file
+        log.exception("unexpected failure")
+        answer = Answer(Verdict.ERROR, reason=f"{type(exc).__name__}: {exc}")
+    finally:
+        watchdog.cancel()
+    sink.write(answer)
+    log.info("%s after %.2f s (%s)", answer.word, time.monotonic() - begin, answer.reason or answer.oracle)
+    return answer
