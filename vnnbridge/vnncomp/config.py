@@ -48,8 +48,7 @@ class OracleChoice:
     def __post_init__(self) -> None:
         for name, spec in {"(default)": self.default, **self.categories}.items():
             if not isinstance(spec, str) or not spec.strip():
-                raise InputError(f"oracle for category {name!r} must be a non-empty string, got {spec!r}",
-                                 path=self.source if os.sep in self.source else None)
+                raise InputError(f"oracle for category {name!r} must be a non-empty string, got {spec!r}")
 
     def oracle_for(self, category: str) -> str:
         """The oracle spec (``NAME`` or ``NAME:ARG``) to use for ``category``."""

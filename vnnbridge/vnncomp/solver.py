@@ -247,22 +247,18 @@ def verify_query(query: str | Path, network_args: Sequence[str], timeout: float 
     from vnnbridge.network import load_network
     from vnnbridge.oracles.base import Query
     from vnnbridge.oracles.registry import make_oracle
-    from vnnbridge.vnnlib.parser import parse_file
+    from vnnbridge.vnnlib.parser import parse, read_text
 
     start = time.monotonic()
     path = Path(query)
     if not path.is_file():
         raise InputError("no such VNN-LIB file", path=str(path))
     networks = _network_arguments(network_args)
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
-        import gzip
-
-        raw = gzip.decompress(raw)
-    decl = _check_declarations(path, declarations(raw.decode("utf-8", errors="replace")), networks)
+    text = read_text(path)
+    decl = _check_declarations(path, declarations(text), networks)
     onnx_path = next(iter(networks.values())) if decl is None else networks[decl.name]
     net = load_network(onnx_path)
-    spec = parse_file(path)
+    spec = parse(text, str(path))
     if (spec.inputs, spec.outputs) != (net.inputs, net.outputs):
         raise InputError(f"the query has {spec.inputs} inputs and {spec.outputs} outputs, the network "
                          f"{net.inputs} and {net.outputs}", path=str(path))

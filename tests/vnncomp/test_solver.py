@@ -1,0 +1,90 @@
+"""The VNN-LIB 2.0 solver interface: capabilities, declarations, the standard's error cases."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vnnbridge.cli import main
+from vnnbridge.errors import InputError
+from vnnbridge.vnncomp.solver import CAPABILITIES, capability, declarations
+
+V2 = """(vnnlib-version <2.0>)
+; a comment (with parentheses)
+(declare-network f
+    (declare-input  A float32 [2,2])
+    (declare-output Y float32 [1, 3])
+)
+(assert (>= A[0,0] 0.0))
+"""
+
+
+def test_every_capability_answers() -> None:
+    for flag in CAPABILITIES:
+        lines = capability(flag)
+        assert all(line and line == line.strip() for line in lines), flag
+    assert capability("--vnnlib-versions") == ("1.0", "2.0")
+    low, high = capability("--onnx-opset-versions")
+    assert 0 < int(low) <= int(high)
+    assert capability("--multiple-network-theories") == ("SNET",)
+    assert capability("--hidden-node-theories") == ("NH",)
+    assert capability("--serialise-assignments") == ("false",)
+    with pytest.raises(InputError, match="unknown capability"):
+        capability("--nonsense")
+
+
+def test_operators_bare_one_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["supports", "--onnx-operators"]) == 0
+    ops = capsys.readouterr().out.splitlines()
+    assert {"Gemm", "Relu", "Conv", "MatMul", "Flatten"} <= set(ops)
+    assert all(op.isidentifier() and " " not in op for op in ops)
+    assert "Softmax" not in ops and "Sigmoid" not in ops
+
+
+def test_name_and_version() -> None:
+    for flag, expected in (("--name", "vnnbridge"), ("--version", "vnnbridge")):
+        out = subprocess.run([sys.executable, "-m", "vnnbridge", flag], capture_output=True, text=True)
+        assert out.returncode == 0 and expected in out.stdout
+
+
+def test_declarations_read_names_types_shapes() -> None:
+    (net,) = declarations(V2)
+    assert net.name == "f" and net.relation == ""
+    (a,) = net.of("input")
+    (y,) = net.of("output")
+    assert (a.name, a.element_type, a.shape, a.line) == ("A", "float32", (2, 2), 4)
+    assert y.header() == "Y float32 [1,3]" and y.size == 3
+    assert declarations("(declare-const X_0 Real)\n") == []
+
+
+def test_verify_error_cases(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    query = tmp_path / "q.vnnlib"
+    query.write_text(V2)
+    cases = [
+        ([str(query)], "do not match"),  # no --network for f
+        ([str(query), "--network", "g=x.onnx"], "missing: f"),
+        ([str(query), "--network", "bad"], "NAME=PATH"),
+        ([str(tmp_path / "nope.vnnlib"), "--network", "f=x.onnx"], "no such VNN-LIB file"),
+    ]
+    for args, message in cases:
+        assert main(["verify", *args]) == 2
+        err = capsys.readouterr()
+        assert err.out == "" and message in err.err and len(err.err.strip().splitlines()) == 1
+
+
+def test_verify_rejects_hidden_and_multiple_networks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hidden = tmp_path / "h.vnnlib"
+    hidden.write_text(V2.replace("(declare-output", '(declare-hidden H float32 [1] "n")\n    (declare-output'))
+    assert main(["verify", str(hidden), "--network", "f=x.onnx"]) == 2
+    assert "hidden-node declarations are not supported" in capsys.readouterr().err
+    two = tmp_path / "two.vnnlib"
+    two.write_text(V2 + "(declare-network g\n (declare-input B float32 [1])\n (declare-output Z float32 [1]))\n")
+    assert main(["verify", str(two), "--network", "f=x.onnx", "--network", "g=y.onnx"]) == 2
+    assert "handles one (SNET)" in capsys.readouterr().err
+    f64 = tmp_path / "f64.vnnlib"
+    f64.write_text(V2.replace("A float32", "A float64"))
+    assert main(["verify", str(f64), "--network", "f=x.onnx"]) == 2
+    assert "element type float64" in capsys.readouterr().err
