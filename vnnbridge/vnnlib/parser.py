@@ -1,0 +1,456 @@
+"""VNN-LIB text -> `Spec`: an LALR parser for VNN-LIB 1.0 with the transformer inside it.
+
+The grammar is ``grammars/vnnlib.lark``. Declarations, simple asserts, comparisons and
+simple conjunctions are single terminals (see the grammar's header) that the callbacks below
+split with one regular expression each; everything else goes through the general rules.
+Files that start with ``(vnnlib-version <2.x>)`` go to `vnnbridge.vnnlib.vnnlib2`.
+Every error is a `SpecError` (or `SpecSyntaxError`) whose ``located()`` reads
+``FILE:LINE:COL: what was expected, what was found``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import math
+import re
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lark import Lark, Token, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from vnnbridge.errors import InputError, SpecError, SpecSyntaxError
+from vnnbridge.vnnlib.dnf import (INPUT, OUTPUT, Conjunction, Linear, SpecBuilder, compare, conjoin,
+                                  disjoin)
+from vnnbridge.vnnlib.model import Spec
+
+__all__ = ["grammar_text", "is_vnnlib2", "parse", "parse_file", "read_text", "syntax_error"]
+
+log = logging.getLogger(__name__)
+
+_NUM = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_SYM = r"[A-Za-z_][A-Za-z0-9_.\-]*"
+_OPND = rf"(?:{_SYM}|{_NUM})"
+# One comparison, with its operator and operands captured (the grammar's CMP, split).
+_CMP_SPLIT = re.compile(rf"\(\s*(<=|>=|<|>)\s*({_OPND})\s+({_OPND})\s*\)")
+_DECL_NAME = re.compile(rf"\(\s*declare-const\s+({_SYM})")
+_CONJ_ITEM = re.compile(rf"\(\s*and(?:\s*\(\s*(?:<=|>=|<|>)\s*{_OPND}\s+{_OPND}\s*\))+\s*\)")
+_VAR = re.compile(r"([XY])_(0|[1-9][0-9]*)")
+_LOOKS_VAR = re.compile(r"[XY]_[0-9]+")
+_V2_HEAD = re.compile(r"(?:\s|;[^\n]*)*\(\s*vnnlib-version\b")
+_NONFINITE_WORDS = {"inf", "infinity", "nan", "+inf", "-inf"}
+_INFS = (math.inf, -math.inf)
+
+# Human names of the grammar's terminals, for "expected ..." messages.
+_EXPECTED = {
+    "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','",
+    "SYMBOL": "a variable", "NAME": "a name", "NUMBER": "a number", "INT": "an integer",
+    "REL": "a comparison operator (<=, >=, <, >)", "AND": "'and'", "OR": "'or'", "ASSERT": "'assert'",
+    "DECLARE_CONST": "'declare-const'", "PLUS": "'+'", "MINUS": "'-'", "TIMES": "'*'",
+    "$END": "end of file", "VERSION": "a version like <2.0>", "ONNX_NAME": "a quoted ONNX name",
+    "INITIALIZED": "'initialized'", "EQUIVALENCE": "'equal-to' or 'isomorphic-to'",
+    "VNNLIB_VERSION": "'vnnlib-version'", "DECLARE_NETWORK": "'declare-network'",
+    "DECLARE_INPUT": "'declare-input'", "DECLARE_HIDDEN": "'declare-hidden'",
+    "DECLARE_OUTPUT": "'declare-output'",
+}
+# Whole-shape terminals: always accompanied by '(' in an expected set, so not worth naming.
+_SHAPES = {"DECL", "ASSERT_CMP", "CMP", "CONJ"}
+
+
+def grammar_text(name: str) -> str:
+    """The text of a grammar file shipped as ``vnnbridge.grammars`` (checkout or wheel)."""
+    try:
+        return (resources.files("vnnbridge.grammars") / name).read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):
+        # A checkout used without installing: the folder sits beside the package.
+        return (Path(__file__).resolve().parents[2] / "grammars" / name).read_text(encoding="utf-8")
+
+
+def is_vnnlib2(text: str) -> bool:
+    """Whether ``text`` starts (after comments) with a VNN-LIB 2 version header."""
+    return _V2_HEAD.match(text) is not None
+
+
+def _where_in(tok: Token, offset: int) -> tuple[int, int]:
+    """Line and column of ``offset`` characters into ``tok``."""
+    newlines = tok.count("\n", 0, offset)
+    if not newlines:
+        return tok.line, tok.column + offset
+    return tok.line + newlines, offset - tok.rfind("\n", 0, offset)
+
+
+class _Cursor:
+    """Line and column of increasing offsets into one token, in time linear in its length."""
+
+    def __init__(self, tok: Token) -> None:
+        self.tok, self.offset, self.line, self.line_start = tok, 0, tok.line, -tok.column + 1
+
+    def at(self, offset: int) -> tuple[int, int]:
+        """Line and column ``offset`` characters into the token (offsets must not decrease)."""
+        tok = self.tok
+        newlines = tok.count("\n", self.offset, offset)
+        if newlines:
+            self.line += newlines
+            self.line_start = tok.rfind("\n", self.offset, offset) + 1
+        self.offset = offset
+        return self.line, offset - self.line_start + 1
+
+
+def _show(text: str, limit: int = 40) -> str:
+    text = " ".join(str(text).split())
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def syntax_error(exc: UnexpectedInput, text: str, path: str | None) -> SpecSyntaxError:
+    """Turn lark's exception into a one-line located `SpecSyntaxError`."""
+    line, column = exc.line, exc.column
+    if isinstance(exc, UnexpectedCharacters):
+        found = _show(re.compile(r"[^\s()\[\]]+|\S").match(text, exc.pos_in_stream).group(0))
+        expected = exc.allowed or set()
+    elif isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
+        found = _show(exc.token)
+        expected = exc.accepts or exc.expected
+    else:  # end of input
+        found = "end of file"
+        expected = getattr(exc, "accepts", None) or exc.expected or set()
+        line = text.count("\n") + 1
+        column = len(text) - text.rfind("\n")
+    names = sorted({_EXPECTED.get(e, e) for e in expected if e not in _SHAPES})
+    if not names:
+        wanted = "something else"
+    elif len(names) == 1:
+        wanted = names[0]
+    else:
+        wanted = ", ".join(names[:-1]) + " or " + names[-1]
+    return SpecSyntaxError(f"expected {wanted}, found {found}", path=path,
+                           line=line if line and line > 0 else None,
+                           column=column if column and column > 0 else None)
+
+
+class _State:
+    """What one parse has seen so far: declarations, and the asserts in a `SpecBuilder`."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.vars: dict[str, tuple[int, int]] = {}
+        self.positions: dict[str, tuple[int, int]] = {}
+        self.indices: tuple[set[int], set[int]] = (set(), set())
+        self.builder = SpecBuilder(self.name, self.declared_at)
+        self.strict = 0
+
+    @staticmethod
+    def name(kind: int, i: int) -> str:
+        """The 1.0 name of a variable."""
+        return f"{'XY'[kind]}_{i}"
+
+    def declared_at(self, kind: int, i: int) -> tuple[int | None, int | None]:
+        """Where a variable was declared."""
+        return self.positions.get(self.name(kind, i), (None, None))
+
+    def declare(self, name: str, sort: str, line: int, column: int, sort_at: tuple[int, int]) -> None:
+        """Record ``(declare-const name sort)``."""
+        m = _VAR.fullmatch(name)
+        if not m:
+            raise SpecError(f"expected a variable named X_<i> (an input) or Y_<j> (an output), found {name!r}",
+                            line=line, column=column)
+        if sort != "Real":
+            raise SpecError(f"expected the sort Real for {name}, found {sort!r}", line=sort_at[0], column=sort_at[1])
+        kind = INPUT if m.group(1) == "X" else OUTPUT
+        i = int(m.group(2))
+        if name in self.vars:
+            first = self.positions[name]
+            raise SpecError(f"expected one declaration of {name}, found a second one (the first is at line "
+                            f"{first[0]})", line=line, column=column)
+        self.vars[name] = (kind, i)
+        self.positions[name] = (line, column)
+        self.indices[kind].add(i)
+
+    def warn_strict(self, op: str, where: tuple[int, int]) -> str:
+        """Map a strict comparison to the non-strict one (the closure), warning once per file."""
+        self.strict += 1
+        if self.strict == 1:
+            log.warning("%s:%d:%d: strict '%s' read as non-strict '%s=' (further ones are not reported)",
+                        self.path or "<text>", where[0], where[1], op, op)
+        return op + "="
+
+    def number(self, text: str) -> float:
+        """The value of an operand that is not a declared variable."""
+        if text[0] not in "+-.0123456789":
+            if text.lower() in _NONFINITE_WORDS:
+                raise SpecError(f"expected a finite number, found {text!r}")
+            if _LOOKS_VAR.fullmatch(text):
+                kind = INPUT if text[0] == "X" else OUTPUT
+                declared = sorted(self.indices[kind])
+                have = (f"{self.name(kind, declared[0])} .. {self.name(kind, declared[-1])} are declared"
+                        if declared else f"no {'input' if kind == INPUT else 'output'} is declared")
+                raise SpecError(f"expected a declared variable, found {text} ({have})")
+            raise SpecError(f"expected a declared variable or a number, found {text!r}")
+        v = float(text)
+        if v in _INFS:
+            raise SpecError(f"expected a finite number, found {text!r} (it overflows a double)")
+        return v
+
+    def atom(self, conj: Conjunction, op: str, a: str, b: str, where: tuple[int, int]) -> None:
+        """Add the comparison ``(op a b)`` of two operands (variables or numbers) to ``conj``."""
+        if len(op) == 1:
+            op = self.warn_strict(op, where)
+        va = self.vars.get(a)
+        vb = self.vars.get(b)
+        if va is not None and vb is None:
+            v = self.number(b)
+            kind, i = va
+            if kind == INPUT:
+                if op == "<=":
+                    conj.upper(i, v)
+                else:
+                    conj.lower(i, v)
+            elif op == "<=":
+                conj.rows.append(({i: 1.0}, v))
+            else:
+                conj.rows.append(({i: -1.0}, -v))
+        elif va is None and vb is not None:
+            c = self.number(a)
+            kind, j = vb
+            if kind == INPUT:
+                if op == "<=":
+                    conj.lower(j, c)
+                else:
+                    conj.upper(j, c)
+            elif op == "<=":
+                conj.rows.append(({j: -1.0}, -c))
+            else:
+                conj.rows.append(({j: 1.0}, c))
+        else:
+            lhs = Linear({va: 1.0}) if va is not None else Linear(None, self.number(a))
+            rhs = Linear({vb: 1.0}) if vb is not None else Linear(None, self.number(b))
+            compare(conj, op, lhs, rhs, (None, None), self.name)
+
+    def finish(self) -> Spec:
+        """The spec of everything parsed."""
+        counts = []
+        for kind, word in ((INPUT, "input"), (OUTPUT, "output")):
+            found = self.indices[kind]
+            if not found:
+                raise SpecError(f"expected at least one declared {word} variable "
+                                f"({self.name(kind, 0)}), found none", line=1, column=1)
+            n = len(found)
+            if max(found) != n - 1:
+                missing = min(set(range(n)) - found)
+                after = min(i for i in found if i > missing)
+                line, column = self.declared_at(kind, after)
+                raise SpecError(f"expected {self.name(kind, 0)} .. {self.name(kind, max(found))} declared without "
+                                f"gaps, found no declaration of {self.name(kind, missing)}", line=line, column=column)
+            counts.append(n)
+        return self.builder.build(counts[0], counts[1], dict(self.positions))
+
+
+def _located(exc: SpecError, where: tuple[int, int]) -> SpecError:
+    if exc.line is None:
+        exc.line, exc.column = where
+    return exc
+
+
+class _ToSpec(Transformer):
+    """The callbacks that LALR calls on each reduction; formulas become DNFs (lists of `Conjunction`)."""
+
+    state: Any = None
+
+    def declare_fast(self, c: list[Token]) -> None:
+        tok = c[0]
+        cursor = _Cursor(tok)
+        for m in _DECL_NAME.finditer(tok):
+            line, column = cursor.at(m.start())
+            self.state.declare(m.group(1), "Real", line, column, (line, column))
+
+    def declare(self, c: list[Token]) -> None:
+        _, name, sort = c
+        self.state.declare(str(name), str(sort), name.line, name.column, (sort.line, sort.column))
+
+    def _fill(self, conj: Conjunction, text: str, tok: Token, offset: int) -> None:
+        """Add every comparison in ``text`` (which starts ``offset`` characters into ``tok``)."""
+        st = self.state
+        get = st.vars.get
+        lower, upper = conj.lower, conj.upper
+        k = 0
+        try:
+            # The common case inlined: an input bound ``(op X_i number)``.
+            for k, (op, a, b) in enumerate(_CMP_SPLIT.findall(text)):
+                va = get(a)
+                if va is not None and va[0] == INPUT and b[0] in "+-.0123456789":
+                    v = float(b)
+                    if v in _INFS:
+                        st.number(b)
+                    if op == "<=":
+                        upper(va[1], v)
+                    elif op == ">=":
+                        lower(va[1], v)
+                    else:
+                        st.atom(conj, op, a, b, _where_in(tok, offset))
+                else:
+                    st.atom(conj, op, a, b, _where_in(tok, offset))
+        except SpecError as exc:
+            m = list(_CMP_SPLIT.finditer(text))[k]
+            raise _located(exc, _where_in(tok, offset + m.start())) from None
+
+    def assert_fast(self, c: list[Token]) -> None:
+        tok = c[0]
+        self._fill(self.state.builder.plain(tok.line, tok.column), tok, tok, 0)
+
+    def assert_formula(self, c: list[Any]) -> None:
+        kw, dnf = c
+        self.state.builder.add(dnf, (kw.line, kw.column))
+
+    def cmp_fast(self, c: list[Token]) -> list[Conjunction]:
+        tok = c[0]
+        conj = Conjunction(tok.line, tok.column)
+        self._fill(conj, tok, tok, 0)
+        return [conj]
+
+    def conj_fast(self, c: list[Token]) -> list[Conjunction]:
+        tok = c[0]
+        conj = Conjunction(tok.line, tok.column)
+        self._fill(conj, tok, tok, 0)
+        return [conj]
+
+    def disj_fast(self, c: list[Token]) -> list[Conjunction]:
+        tok = c[0]
+        dnf = []
+        cursor = _Cursor(tok)
+        for m in _CONJ_ITEM.finditer(tok):
+            line, column = cursor.at(m.start())
+            conj = Conjunction(line, column)
+            self._fill(conj, m.group(0), tok, m.start())
+            dnf.append(conj)
+        return disjoin([dnf], (tok.line, tok.column))
+
+    def conj(self, c: list[Any]) -> list[Conjunction]:
+        kw = c[0]
+        return conjoin(c[1:], (kw.line, kw.column))
+
+    def disj(self, c: list[Any]) -> list[Conjunction]:
+        kw = c[0]
+        return disjoin(c[1:], (kw.line, kw.column))
+
+    def compare(self, c: list[Any]) -> list[Conjunction]:
+        rel, lhs, rhs = c
+        where = (rel.line, rel.column)
+        op = str(rel)
+        if len(op) == 1:
+            op = self.state.warn_strict(op, where)
+        conj = Conjunction(*where)
+        compare(conj, op, lhs, rhs, where, self.state.name)
+        return [conj]
+
+    def symbol(self, c: list[Token]) -> Linear:
+        tok = c[0]
+        key = self.state.vars.get(str(tok))
+        if key is None:
+            try:
+                return Linear(None, self.state.number(str(tok)))
+            except SpecError as exc:
+                raise _located(exc, (tok.line, tok.column)) from None
+        return Linear({key: 1.0})
+
+    def number(self, c: list[Token]) -> Linear:
+        tok = c[0]
+        try:
+            return Linear(None, self.state.number(str(tok)))
+        except SpecError as exc:
+            raise _located(exc, (tok.line, tok.column)) from None
+
+    def plus(self, c: list[Any]) -> Linear:
+        total = c[1]
+        for term in c[2:]:
+            total = total.plus(term)
+        return total
+
+    def minus(self, c: list[Any]) -> Linear:
+        if len(c) == 2:
+            return c[1].negated()
+        total = c[1]
+        for term in c[2:]:
+            total = total.plus(term.negated())
+        return total
+
+    def times(self, c: list[Any]) -> Linear:
+        kw, terms = c[0], c[1:]
+        variable = [t for t in terms if not t.is_constant()]
+        if len(variable) > 1:
+            raise SpecError("expected a linear term (a constant times a variable), found a product of variables",
+                            line=kw.line, column=kw.column)
+        factor = 1.0
+        for t in terms:
+            if t.is_constant():
+                factor *= t.const
+        if not variable:
+            return Linear(None, factor)
+        return variable[0].scaled(factor) if factor != 1.0 else variable[0]
+
+    def start(self, c: list[Any]) -> None:
+        return None
+
+
+_LOCK = threading.Lock()
+_TRANSFORMER = _ToSpec()
+_PARSER: Lark | None = None
+
+
+def _parser() -> Lark:
+    global _PARSER
+    if _PARSER is None:
+        _PARSER = Lark(grammar_text("vnnlib.lark"), parser="lalr", lexer="contextual",
+                       transformer=_TRANSFORMER, maybe_placeholders=False)
+    return _PARSER
+
+
+def parse(text: str, path: str | None = None) -> Spec:
+    """The spec of a VNN-LIB text (1.0, or 2.x when it starts with a version header)."""
+    if is_vnnlib2(text):
+        from vnnbridge.vnnlib.vnnlib2 import parse_document
+
+        return parse_document(text, path).to_spec()
+    state = _State(path)
+    try:
+        with _LOCK:
+            parser = _parser()
+            _TRANSFORMER.state = state
+            try:
+                parser.parse(text)
+            finally:
+                _TRANSFORMER.state = None
+        return state.finish()
+    except UnexpectedInput as exc:
+        raise syntax_error(exc, text, path) from None
+    except SpecError as exc:
+        exc.path = exc.path or path
+        raise
+
+
+def read_text(path: str | Path) -> str:
+    """The text of a VNN-LIB file; ``.gz`` files (or gzip content) are decompressed."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the property file: {exc.strerror or exc}", path=str(path)) from None
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise SpecError(f"expected a gzip-compressed VNN-LIB file, found a damaged one ({exc})",
+                            path=str(path)) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise SpecError(f"expected UTF-8 text, found the byte 0x{data[exc.start]:02x}", path=str(path),
+                        line=line, column=column) from None
+
+
+def parse_file(path: str | Path) -> Spec:
+    """The spec in a VNN-LIB file (1.0 or 2.x, plain or ``.gz``)."""
+    return parse(read_text(path), str(path))
