@@ -166,8 +166,9 @@ def _decide(instance: Instance, choice: OracleChoice, deadline: float) -> Answer
     result = oracle.check(query, budget)
     if result.verdict is not Verdict.SAT:
         return Answer(result.verdict, reason=result.reason, oracle=name, seconds=result.seconds)
-    # Write what the scorer will evaluate: float32 inputs, and the outputs onnxruntime gives for them.
-    x = np.asarray(result.witness, dtype=np.float32).astype(np.float64).ravel()
+    # The validated witness lies in the box exactly; the outputs are onnxruntime's for it (which,
+    # like the scorer, evaluates the float32 rounding of x).
+    x = np.asarray(result.witness, dtype=np.float64).ravel()
     y = net.run(x)
     verdict = check_counterexample(net, spec, x, y)
     if not verdict.ok:

@@ -26,16 +26,18 @@ from vnnbridge import __version__
 from vnnbridge.errors import InputError, ModelError
 from vnnbridge.oracles.base import Verdict
 
-__all__ = ["CAPABILITIES", "NAME", "Declaration", "NetworkDeclaration", "SolverAnswer", "capability",
+__all__ = ["CAPABILITIES", "NAME", "RESTRICTED_OPERATORS", "Declaration", "NetworkDeclaration", "SolverAnswer", "capability",
            "declarations", "onnx_operators", "verify_query"]
 
 log = logging.getLogger(__name__)
 
 NAME = "vnnbridge (embedded oracle)"
-# What `supports --onnx-operators` lists when the engine does not export its own list.
-_FALLBACK_OPERATORS = ("Add", "AveragePool", "BatchNormalization", "Constant", "Conv", "Div", "Dropout",
-                       "Flatten", "Gemm", "Identity", "MatMul", "MaxPool", "Mul", "Pad", "Relu", "Reshape",
-                       "Sub")
+# Operators the engine accepts only in a restricted form, which a `supports` line cannot express:
+# Mul/Div need a constant operand (input normalisation), Softmax/LogSoftmax only as the last node
+# under properties they cannot change, and Shape/Gather/Concat/Cast only on constants (folded).
+# Claiming them would promise general support; vnnlib-satisfactory's Mul/Div cases, for one,
+# multiply and divide two inputs.
+RESTRICTED_OPERATORS = frozenset({"Mul", "Div", "Softmax", "LogSoftmax", "Shape", "Gather", "Concat", "Cast"})
 # Element types: "real" (analysis over the reals) and float32, the type onnxruntime evaluates
 # every witness in. float64/float16/integer models are refused rather than analysed unsoundly.
 ELEMENT_TYPES = ("float32", "real")
@@ -46,12 +48,13 @@ _RESERVE = 0.5
 
 
 def onnx_operators() -> tuple[str, ...]:
-    """The ONNX operators the embedded oracle handles (from the engine when it exports the list)."""
+    """The ONNX operators the embedded oracle handles in general (its list minus the restricted ones)."""
     try:
-        from vnnbridge.engine import SUPPORTED_OPERATORS  # type: ignore[attr-defined]
-    except ImportError:
-        return _FALLBACK_OPERATORS
-    return tuple(sorted(SUPPORTED_OPERATORS))
+        from vnnbridge.engine.graph import SUPPORTED_OPS
+    except ImportError:  # an engine without the list: the operators of the embedded oracle's issue
+        SUPPORTED_OPS = ("Add", "AveragePool", "BatchNormalization", "Constant", "Conv", "Dropout", "Flatten",
+                         "Gemm", "Identity", "MatMul", "MaxPool", "Pad", "Relu", "Reshape", "Sub")
+    return tuple(sorted(set(SUPPORTED_OPS) - RESTRICTED_OPERATORS))
 
 
 def _opset_range() -> tuple[str, ...]:
