@@ -1,0 +1,259 @@
+"""The embedded oracle: a sound and complete verifier for piecewise-linear ONNX networks.
+
+Pipeline per case of the spec (cheapest first, each step only for what is still open):
+
+1. the box centre, evaluated exactly as the witness check does (onnxruntime, float32);
+2. sound bounds (`vnnbridge.engine.bounds`): interval, then CROWN back-substitution; a
+   polytope is refuted when one of its rows ``a·y - b`` has a lower bound above the tolerance;
+3. falsification (`vnnbridge.engine.attack`): batched projected sign-gradient descent;
+4. the complete decision (`vnnbridge.engine.milp`): an exact big-M MILP solved by HiGHS, per
+   polytope still open, with the remaining time as HiGHS's time limit.
+
+Only a witness that onnxruntime confirms gives ``sat``. The spec is read from ``query.spec``
+(the same spec that was written to ``query.vnnlib``).
+
+Numerical tolerance. The bounds and the MILP compute in float64 with the float32 weights
+(exactly representable), i.e. they are about the *exact-arithmetic* network, while the
+witness check and the deployed model run onnxruntime in float32. ``unsat`` is therefore
+said only when every row that refutes a polytope does so with a margin
+
+    a·y - b  >  ATOL + RTOL * (sum_j |a_j| * max|y_j| + |b|)        (ATOL = RTOL = 1e-5)
+
+over the whole box, with ``max|y_j|`` the interval bound of output j over the box. float32
+rounding perturbs a dot product of n terms by about ``sqrt(n) * 2^-24`` of the magnitudes
+summed (measured: at most ~3e-7 relative on the shipped networks), and HiGHS's feasibility
+tolerances are 1e-7 to 1e-6 on the scaled rows, so the margin covers both with a factor of
+ten or more to spare. It is *not* the worst-case rounding bound (``n * 2^-24``, about 5e-5
+relative for 784 inputs): ``unsat`` is a proof for the exact-arithmetic network and, in
+practice, for its float32 evaluation. A query whose exact optimum lies inside the tolerance
+band (neither a confirmed witness nor a margin) gets ``unknown`` with the reason stated,
+instead of burning the timeout, because no refinement can move it out of the band.
+
+A final Softmax/LogSoftmax is stripped for properties it cannot change: LogSoftmax for rows
+whose coefficients sum to zero (``a·logsoftmax(y) = a·y``), Softmax for rows
+``α (y_i - y_j) <= 0`` (softmax is strictly monotone in the logit differences). Any other
+property on such a network raises `ModelError` naming the node.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import vnnbridge
+from vnnbridge.engine.attack import Objective, pgd, start_points
+from vnnbridge.engine.bounds import LayerBounds, layer_bounds, output_bounds
+from vnnbridge.engine.graph import SUPPORTED_OPS, LayerNet, load_layer_net
+from vnnbridge.engine.milp import MilpStatus, milp_size, solve_polytope
+from vnnbridge.errors import InputError, ModelError
+from vnnbridge.network import Network, load_network
+from vnnbridge.oracles.base import OracleResult, Query, Verdict
+from vnnbridge.vnnlib.model import Case, Spec
+
+__all__ = ["ATOL", "RTOL", "SUPPORTED_OPS", "EmbeddedOracle"]
+
+log = logging.getLogger(__name__)
+
+ATOL = 1e-5
+RTOL = 1e-5
+
+
+@dataclass
+class _Open:
+    """A case whose polytopes are not all refuted yet."""
+
+    case: Case
+    lo: np.ndarray
+    hi: np.ndarray
+    polys: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # (a, b, tol) per open polytope
+    bounds: LayerBounds
+    order: list[float] = field(default_factory=list)  # best row lower bound per polytope
+
+
+class EmbeddedOracle:
+    """The built-in verifier: bounds, attack and an exact MILP (HiGHS), no external tool."""
+
+    name = "embedded"
+
+    def __init__(self, *, milp: bool = True, restarts: int = 8, steps: int = 30, seed: int = 0,
+                 atol: float = ATOL, rtol: float = RTOL, max_binaries: int = 3000) -> None:
+        if restarts < 1 or steps < 0 or max_binaries < 0:
+            raise InputError("embedded oracle: restarts >= 1, steps >= 0 and max_binaries >= 0 are required")
+        if not (atol >= 0 and rtol >= 0):
+            raise InputError("embedded oracle: the tolerances must be >= 0")
+        self.use_milp, self.restarts, self.steps, self.seed = milp, restarts, steps, seed
+        self.atol, self.rtol, self.max_binaries = atol, rtol, max_binaries
+
+    def version(self) -> str:
+        """The vnnbridge version and the HiGHS front end."""
+        import scipy
+
+        return f"vnnbridge {vnnbridge.__version__} (HiGHS via scipy {scipy.__version__})"
+
+    def check(self, query: Query, timeout: float) -> OracleResult:
+        """Decide ``query.spec`` on ``query.onnx`` within ``timeout`` seconds."""
+        start = time.perf_counter()
+        deadline = start + max(0.0, float(timeout))
+        net = load_layer_net(query.onnx)
+        spec = query.spec
+        if net.inputs != spec.inputs or net.outputs != spec.outputs:
+            raise InputError(f"the spec has {spec.inputs} inputs and {spec.outputs} outputs, the network "
+                             f"{net.inputs} and {net.outputs}", path=str(query.onnx))
+        _check_tail(net, spec, str(query.onnx))
+        runtime = load_network(query.onnx)
+        rng = np.random.default_rng(self.seed)
+        run = _Run(self, net, runtime, spec, rng, deadline)
+
+        def result(verdict: Verdict, witness: np.ndarray | None = None, reason: str = "") -> OracleResult:
+            return OracleResult(verdict, self.name, self.version(), time.perf_counter() - start,
+                                witness, reason)
+
+        opens: list[_Open] = []
+        for case in spec.cases:
+            found, pending = run.screen(case)
+            if found is not None:
+                return result(Verdict.SAT, found)
+            if pending is not None:
+                opens.append(pending)
+        if not opens:
+            return result(Verdict.UNSAT)
+        reasons: list[str] = []
+        for pending in opens:
+            verdict, found, reason = run.decide(pending)
+            if verdict is Verdict.SAT:
+                return result(Verdict.SAT, found)
+            if verdict is not Verdict.UNSAT:
+                reasons.append(reason)
+                if verdict is Verdict.TIMEOUT:
+                    return result(Verdict.TIMEOUT, reason=reason)
+        if reasons:
+            return result(Verdict.UNKNOWN, reason="; ".join(reasons))
+        return result(Verdict.UNSAT)
+
+
+def _check_tail(net: LayerNet, spec: Spec, path: str) -> None:
+    if net.tail is None:
+        return
+    for case in spec.cases:
+        for poly in case.polytopes:
+            a, b = poly.arrays(spec.outputs)
+            for row, bound in zip(a, b):
+                nz = np.nonzero(row)[0]
+                if net.tail == "LogSoftmax":
+                    ok = abs(float(row.sum())) <= 1e-12 * max(1.0, float(np.abs(row).sum()))
+                else:
+                    ok = nz.size == 0 or (nz.size == 2 and bound == 0.0 and row[nz[0]] == -row[nz[1]])
+                if not ok:
+                    raise ModelError(f"node {net.tail_node!r} ({net.tail}): the property compares outputs in a "
+                                     f"way the final {net.tail} changes; remove the node from the model",
+                                     path=path)
+    log.info("final %s node %r ignored: the property is invariant under it", net.tail, net.tail_node)
+
+
+class _Run:
+    """The state of one `check` call."""
+
+    def __init__(self, oracle: EmbeddedOracle, net: LayerNet, runtime: Network, spec: Spec,
+                 rng: np.random.Generator, deadline: float) -> None:
+        self.o, self.net, self.runtime, self.spec, self.rng = oracle, net, runtime, spec, rng
+        self.deadline = deadline
+
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def confirm(self, x: np.ndarray) -> np.ndarray | None:
+        """``x`` when onnxruntime (float32) says it violates the spec, else None."""
+        y = self.runtime.run(x)
+        return x if self.spec.violated_by(x, y) else None
+
+    def attack(self, obj: Objective, lo: np.ndarray, hi: np.ndarray, x0: np.ndarray, steps: int,
+               step0: float = 0.5, step_end: float = 0.005) -> np.ndarray | None:
+        """PGD from ``x0``; the best point if onnxruntime confirms it."""
+        target = -self.o.atol  # aim a little past the boundary so that float32 agrees
+        x, v = pgd(self.net, obj, lo, hi, x0, steps, self.rng, step0, step_end, stop_below=target)
+        if v <= 0.0:
+            found = self.confirm(x)
+            if found is not None:
+                return found
+            # On the boundary in float64: push further inside the violating region.
+            x, v = pgd(self.net, obj, lo, hi, x[None, :], steps, self.rng, 1e-3, 1e-6, stop_below=10 * target)
+            if v <= 0.0:
+                return self.confirm(x)
+        return None
+
+    def screen(self, case: Case) -> tuple[np.ndarray | None, _Open | None]:
+        """Centre, bounds and attack: a witness, or the case's open polytopes (None if refuted)."""
+        lo, hi = case.box.arrays()
+        centre = lo + (hi - lo) / 2.0
+        found = self.confirm(centre)
+        if found is not None:
+            return found, None
+        polys = [p.arrays(self.spec.outputs) for p in case.polytopes]
+        bounds = layer_bounds(self.net, lo, hi)
+        c = np.vstack([a for a, _ in polys])
+        d = np.concatenate([b for _, b in polys])
+        lb, ymax = output_bounds(self.net, bounds, c)
+        tol = self.o.atol + self.o.rtol * (np.abs(c) @ ymax + np.abs(d))
+        open_polys, order = [], []
+        r = 0
+        for a, b in polys:
+            k = len(b)
+            margin = lb[r:r + k] - b
+            if not np.any(margin > tol[r:r + k]):
+                open_polys.append((a, b, tol[r:r + k]))
+                order.append(float(np.max(margin)))
+            r += k
+        if not open_polys:
+            return None, None
+        obj = Objective.from_polytopes([(a, b) for a, b, _ in open_polys])
+        x0 = start_points(lo, hi, self.o.restarts, self.rng)
+        found = self.attack(obj, lo, hi, x0, self.o.steps)
+        if found is not None:
+            return found, None
+        return None, _Open(case, lo, hi, open_polys, bounds, order)
+
+    def decide(self, pending: _Open) -> tuple[Verdict, np.ndarray | None, str]:
+        """The complete decision for one open case."""
+        binaries, _ = milp_size(self.net, pending.bounds)
+        if not self.o.use_milp or binaries > self.o.max_binaries:
+            return self.keep_attacking(pending, f"{binaries} unstable ReLUs: too many for the MILP")
+        undecided = []
+        for i in np.argsort(pending.order):
+            a, b, tol = pending.polys[i]
+            if self.left() <= 0:
+                return Verdict.TIMEOUT, None, "ran out of time in the MILP"
+            out = solve_polytope(self.net, pending.bounds, a, b + tol, 0.0, self.left())
+            if out.status is MilpStatus.INFEASIBLE:
+                continue
+            if out.status is MilpStatus.TIMEOUT:
+                return Verdict.TIMEOUT, None, "the MILP ran out of time"
+            if out.status is MilpStatus.FAILED:
+                undecided.append(f"HiGHS failed: {out.message}")
+                continue
+            x = np.clip(out.x, pending.lo, pending.hi)
+            found = self.confirm(x)
+            if found is None:
+                obj = Objective.from_polytopes([(a, b)])
+                found = self.attack(obj, pending.lo, pending.hi, x[None, :], max(10, self.o.steps),
+                                    step0=1e-3, step_end=1e-7)
+            if found is not None:
+                return Verdict.SAT, found, ""
+            undecided.append(f"the optimum {out.value:.3g} of a polytope lies within the numerical tolerance "
+                             f"{float(np.max(tol)):.3g} and no float32 witness was found")
+        if undecided:
+            return Verdict.UNKNOWN, None, "; ".join(undecided)
+        return Verdict.UNSAT, None, ""
+
+    def keep_attacking(self, pending: _Open, why: str) -> tuple[Verdict, np.ndarray | None, str]:
+        """No complete decision available: random-restart attacks until the deadline."""
+        obj = Objective.from_polytopes([(a, b) for a, b, _ in pending.polys])
+        while self.left() > 0:
+            x0 = start_points(pending.lo, pending.hi, self.o.restarts, self.rng,
+                              centre=pending.lo + self.rng.random(pending.lo.size) * (pending.hi - pending.lo))
+            found = self.attack(obj, pending.lo, pending.hi, x0, self.o.steps * 2)
+            if found is not None:
+                return Verdict.SAT, found, ""
+        return Verdict.TIMEOUT, None, why
