@@ -57,7 +57,7 @@ _EXPECTED = {
     "DECLARE_OUTPUT": "'declare-output'",
 }
 # Whole-shape terminals: always accompanied by '(' in an expected set, so not worth naming.
-_SHAPES = {"DECL", "ASSERT_CMP", "CMP", "CONJ"}
+_SHAPES = {"DECLS", "ASSERTS", "CMP", "CONJ", "DISJ"}
 
 
 def grammar_text(name: str) -> str:
@@ -288,12 +288,19 @@ class _ToSpec(Transformer):
                     elif op == ">=":
                         lower(va[1], v)
                     else:
-                        st.atom(conj, op, a, b, _where_in(tok, offset))
+                        st.atom(conj, op, a, b, self._where(tok, text, offset, k, op))
                 else:
-                    st.atom(conj, op, a, b, _where_in(tok, offset))
+                    st.atom(conj, op, a, b, self._where(tok, text, offset, k, op))
         except SpecError as exc:
             m = list(_CMP_SPLIT.finditer(text))[k]
             raise _located(exc, _where_in(tok, offset + m.start())) from None
+
+    def _where(self, tok: Token, text: str, offset: int, k: int, op: str) -> tuple[int, int]:
+        """Where the k-th comparison of ``text`` is, when a strict operator needs a first warning."""
+        if len(op) == 2 or self.state.strict:
+            return (tok.line, tok.column)  # not reported: a warning is given once per file
+        m = list(_CMP_SPLIT.finditer(text))[k]
+        return _where_in(tok, offset + m.start())
 
     def assert_fast(self, c: list[Token]) -> None:
         tok = c[0]
