@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,9 +19,17 @@ import scipy.sparse as sp
 from vnnbridge.engine.bounds import LayerBounds
 from vnnbridge.engine.graph import LayerNet
 
-__all__ = ["MilpOutcome", "MilpStatus", "milp_size", "solve_polytope"]
+__all__ = ["Encoding", "MilpOutcome", "MilpStatus", "encode", "milp_size", "solve_polytope"]
 
 log = logging.getLogger(__name__)
+
+# HiGHS ignores coefficients at or below this; `_drop_tiny` removes them soundly instead.
+_SMALL = 1e-9
+# One thread (the machine is shared), no log, and a light heuristic effort: the root cuts and
+# heuristics dominated the run time on the reference networks while the trees stay small.
+_OPTIONS: dict[str, object] = {"output_flag": False, "threads": 1, "presolve": "off"}
+# A ReLU whose LP value is this close to max(z, 0) needs no branching.
+_GAP = 1e-9
 
 
 class MilpStatus(enum.Enum):
@@ -56,11 +65,41 @@ def _sparse(m: object) -> sp.csr_array:
     return sp.csr_array(m)
 
 
-def solve_polytope(net: LayerNet, bounds: LayerBounds, c: np.ndarray, d: np.ndarray,
-                   cutoff: float, time_limit: float) -> MilpOutcome:
-    """Minimise ``max_r (c_r·y - d_r)`` over the box subject to it being <= ``cutoff``."""
-    from scipy.optimize import Bounds, LinearConstraint, milp
+@dataclass(eq=False)
+class Encoding:
+    """The MILP of one polytope over one box, as HiGHS takes it (rows ``rlo <= A v <= rhi``)."""
 
+    cost: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    a: sp.csr_array
+    rlo: np.ndarray
+    rhi: np.ndarray
+    integrality: np.ndarray
+    n0: int
+    shift: float  # objective constant
+    offsets: list[int]  # first column of x, then of each ReLU layer's outputs
+    binaries: list[tuple[int, np.ndarray]]  # per ReLU layer: first δ column, the units it covers
+    cutoff_row: int | None  # the objective row (single-row polytopes)
+    cutoff_col: int | None  # the column t (several rows)
+    n_rows_obj: int  # the objective rows, last in ``a``
+
+    def set_cutoff(self, h: object, cutoff: float) -> None:
+        """Tighten the objective cutoff of a live HiGHS model."""
+        if self.cutoff_row is not None:
+            h.changeRowBounds(self.cutoff_row, -_inf(), cutoff - self.shift)  # type: ignore[attr-defined]
+        else:
+            h.changeColBounds(self.cutoff_col, -_inf(), cutoff)  # type: ignore[attr-defined]
+
+
+def _inf() -> float:
+    import highspy
+
+    return float(highspy.kHighsInf)
+
+
+def encode(net: LayerNet, bounds: LayerBounds, c: np.ndarray, d: np.ndarray, cutoff: float) -> Encoding:
+    """The big-M MILP minimising ``max_r (c_r·y - d_r)`` over the box, capped at ``cutoff``."""
     lo, hi = bounds.lo, bounds.hi
     n0 = lo.size
     var_lo: list[np.ndarray] = [lo]
@@ -72,11 +111,18 @@ def solve_polytope(net: LayerNet, bounds: LayerBounds, c: np.ndarray, d: np.ndar
         total += w
     # Binary columns come after all layer variables.
     unstable = [relu.mask & (l < 0) & (u > 0) for l, u, relu in zip(bounds.lower, bounds.upper, net.relus)]
+    multi = len(d) > 1
+    convex = [np.zeros_like(un) for un in unstable]
+    if not multi and unstable:
+        # Minimising a row whose weight on an unstable last-layer unit is >= 0 pushes that unit
+        # down onto max(z, 0) by itself: its convex relaxation is exact and needs no binary.
+        weight = (sp.csr_array(np.atleast_2d(c)) @ _sparse(net.affines[-1].op.matrix())).toarray()
+        convex[-1] = unstable[-1] & (np.ravel(weight) >= 0)
+        unstable[-1] = unstable[-1] & ~convex[-1]
     bin_off = []
     for un in unstable:
         bin_off.append(total)
         total += int(un.sum())
-    multi = len(d) > 1
     t_col = total
     total += 1 if multi else 0
 
@@ -93,7 +139,7 @@ def solve_polytope(net: LayerNet, bounds: LayerBounds, c: np.ndarray, d: np.ndar
         active = (l >= 0) | ~relu.mask
         dead = relu.mask & (u <= 0)
         un = unstable[k]
-        vlo = np.where(dead, 0.0, np.where(un, 0.0, l))
+        vlo = np.where(dead, 0.0, np.where(un | convex[k], 0.0, l))
         vhi = np.where(dead, 0.0, u)
         var_lo.append(vlo)
         var_hi.append(vhi)
@@ -104,6 +150,11 @@ def solve_polytope(net: LayerNet, bounds: LayerBounds, c: np.ndarray, d: np.ndar
             blocks.append(_place(-m[idx], idx.size, total, prev_off, off, idx, None, None))
             row_lo.append(bias[idx])
             row_hi.append(bias[idx])
+        idx = np.nonzero(convex[k])[0]
+        if idx.size:  # a - W a_prev >= b (and a >= 0 as a bound)
+            blocks.append(_place(-m[idx], idx.size, total, prev_off, off, idx, None, None))
+            row_lo.append(bias[idx])
+            row_hi.append(np.full(idx.size, np.inf))
         idx = np.nonzero(un)[0]
         if idx.size:
             ks = np.arange(idx.size)
@@ -152,19 +203,180 @@ def solve_polytope(net: LayerNet, bounds: LayerBounds, c: np.ndarray, d: np.ndar
     integrality = np.zeros(total)
     for k, un in enumerate(unstable):
         integrality[bin_off[k]:bin_off[k] + int(un.sum())] = 1
-    res = milp(objective, integrality=integrality,
-               bounds=Bounds(np.concatenate(var_lo), np.concatenate(var_hi)),
-               constraints=LinearConstraint(a, np.concatenate(row_lo), np.concatenate(row_hi)),
-               options={"time_limit": max(0.01, time_limit), "presolve": True})
-    log.debug("milp: status %s (%s), %d columns, %d binaries", res.status, res.message, total,
-              int(integrality.sum()))
-    if res.status == 2:
-        return MilpOutcome(MilpStatus.INFEASIBLE, message=str(res.message))
-    if res.x is not None and res.status in (0, 1):
-        return MilpOutcome(MilpStatus.FEASIBLE, np.asarray(res.x[:n0]), float(res.fun) + shift, str(res.message))
-    if res.status == 1:
-        return MilpOutcome(MilpStatus.TIMEOUT, message=str(res.message))
-    return MilpOutcome(MilpStatus.FAILED, message=str(res.message))
+    lo_all, hi_all = np.concatenate(var_lo), np.concatenate(var_hi)
+    rlo, rhi = np.concatenate(row_lo), np.concatenate(row_hi)
+    a, rlo, rhi = _drop_tiny(a, rlo, rhi, lo_all, hi_all)
+    return Encoding(objective, lo_all, hi_all, a, rlo, rhi, integrality, n0, shift, offsets,
+                    [(bin_off[k], np.nonzero(un)[0]) for k, un in enumerate(unstable)],
+                    None if multi else a.shape[0] - 1, t_col if multi else None, coef.shape[0])
+
+
+def solve_polytope(net: LayerNet, bounds: LayerBounds, c: np.ndarray, d: np.ndarray, cutoff: float,
+                   good: float, time_limit: float, method: str = "bab") -> MilpOutcome:
+    """Decide whether ``max_r (c_r·y - d_r) <= cutoff`` somewhere in the box.
+
+    INFEASIBLE proves the minimum is above ``cutoff``; FEASIBLE comes with an input whose value
+    is <= ``good`` when one exists (else the best one found, whose value is above ``good``).
+    ``method`` is "bab" (own branch and bound over ReLU phases, HiGHS for the LPs) or "mip"
+    (HiGHS's MIP solver on the same encoding).
+    """
+    enc = encode(net, bounds, c, d, cutoff)
+    deadline = time.perf_counter() + time_limit
+    if method == "mip":
+        return _mip(enc, time_limit)
+    if method != "bab":
+        raise ValueError(f"unknown MILP method {method!r}")
+    return _branch_and_bound(net, enc, good, deadline)
+
+
+def _drop_tiny(a: sp.csr_array, rlo: np.ndarray, rhi: np.ndarray, lo: np.ndarray,
+               hi: np.ndarray) -> tuple[sp.csr_array, np.ndarray, np.ndarray]:
+    """Remove coefficients HiGHS would silently ignore, widening each row by what they can add."""
+    tiny = np.abs(a.data) <= _SMALL
+    if not tiny.any():
+        return a, rlo, rhi
+    reach = np.maximum(np.abs(lo), np.abs(hi))
+    reach = np.where(np.isfinite(reach), reach, 0.0)
+    coo = a.tocoo()
+    drop = np.abs(coo.data) <= _SMALL
+    slack = np.zeros(a.shape[0])
+    np.add.at(slack, coo.row[drop], np.abs(coo.data[drop]) * reach[coo.col[drop]])
+    keep = ~drop
+    a = sp.csr_array((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=a.shape)
+    return a, rlo - slack, rhi + slack
+
+
+def _model(enc: Encoding, integer: bool) -> object:
+    import highspy
+
+    h = highspy.Highs()
+    for key, value in _OPTIONS.items():
+        h.setOptionValue(key, value)
+    csc = sp.csc_array(enc.a)
+    csc.sort_indices()
+    inf = highspy.kHighsInf
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = enc.cost.size, enc.a.shape[0]
+    lp.col_cost_ = enc.cost
+    lp.col_lower_ = np.where(np.isfinite(enc.lo), enc.lo, -inf)
+    lp.col_upper_ = np.where(np.isfinite(enc.hi), enc.hi, inf)
+    lp.row_lower_ = np.where(np.isfinite(enc.rlo), enc.rlo, -inf)
+    lp.row_upper_ = np.where(np.isfinite(enc.rhi), enc.rhi, inf)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = csc.indptr
+    lp.a_matrix_.index_ = csc.indices
+    lp.a_matrix_.value_ = csc.data
+    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = enc.cost.size, enc.a.shape[0]
+    if integer:
+        lp.integrality_ = [highspy.HighsVarType.kInteger if v else highspy.HighsVarType.kContinuous
+                           for v in enc.integrality]
+    h.passModel(lp)
+    return h
+
+
+def _mip(enc: Encoding, time_limit: float) -> MilpOutcome:
+    import highspy
+
+    h = _model(enc, integer=True)
+    h.setOptionValue("time_limit", max(0.01, float(time_limit)))
+    h.run()
+    status = h.getModelStatus()
+    ms = highspy.HighsModelStatus
+    message = h.modelStatusToString(status)
+    if status == ms.kInfeasible:
+        return MilpOutcome(MilpStatus.INFEASIBLE, message=message)
+    sol = h.getSolution()
+    if sol.value_valid and status in (ms.kOptimal, ms.kTimeLimit, ms.kSolutionLimit, ms.kInterrupt):
+        x = np.asarray(sol.col_value[:enc.n0], dtype=np.float64)
+        return MilpOutcome(MilpStatus.FEASIBLE, x, float(h.getInfo().objective_function_value) + enc.shift, message)
+    if status == ms.kTimeLimit:
+        return MilpOutcome(MilpStatus.TIMEOUT, message=message)
+    return MilpOutcome(MilpStatus.FAILED, message=message)
+
+
+def _branch_and_bound(net: LayerNet, enc: Encoding, good: float, deadline: float) -> MilpOutcome:
+    """Depth-first branch and bound over the δ columns, one warm-started LP per node.
+
+    Fixing δ to 1 (0) turns the big-M rows into ``a = z >= 0`` (``a = 0 >= z``): the node is the
+    sub-problem of that ReLU phase exactly. A node whose LP is infeasible is pruned (the cutoff
+    row makes "bound above cutoff" infeasible); a node whose LP optimum has every unit on its
+    ReLU (``a = max(z, 0)``) is a real network point.
+    """
+    import highspy
+
+    ms = highspy.HighsModelStatus
+    h = _model(enc, integer=False)
+    cols = np.concatenate([first + np.arange(units.size) for first, units in enc.binaries]) \
+        if enc.binaries else np.zeros(0, dtype=np.intp)
+    cols = cols.astype(np.int32)
+    n_bin = cols.size
+    # Branch where the relaxation costs most: the gap times the unit's reach to the objective.
+    weight = np.ones(n_bin)
+    if enc.binaries and enc.binaries[-1][1].size:
+        first, units = enc.binaries[-1]
+        col0 = enc.offsets[-1]
+        reach = np.abs(enc.cost[col0 + units]) if enc.cutoff_row is not None else \
+            np.abs(enc.a[enc.a.shape[0] - enc.n_rows_obj:, col0 + units].toarray()).max(axis=0)
+        weight[n_bin - units.size:] = np.maximum(reach, 1e-12)
+    best: MilpOutcome | None = None
+    stack: list[np.ndarray] = [np.full(n_bin, -1, dtype=np.int8)]  # -1 free, 0/1 fixed
+    nodes = 0
+    while stack:
+        if time.perf_counter() > deadline:
+            return best if best is not None else MilpOutcome(MilpStatus.TIMEOUT, message=f"{nodes} nodes")
+        fix = stack.pop()
+        nodes += 1
+        if n_bin:
+            lo = np.where(fix == 1, 1.0, 0.0)
+            hi = np.where(fix == 0, 0.0, 1.0)
+            h.changeColsBounds(n_bin, cols, lo, hi)
+        h.setOptionValue("time_limit", max(0.01, deadline - time.perf_counter()))
+        h.run()
+        status = h.getModelStatus()
+        if status == ms.kInfeasible:
+            continue
+        if status != ms.kOptimal:
+            if status == ms.kTimeLimit:
+                return best if best is not None else MilpOutcome(MilpStatus.TIMEOUT, message=f"{nodes} nodes")
+            return MilpOutcome(MilpStatus.FAILED, message=h.modelStatusToString(status))
+        v = np.asarray(h.getSolution().col_value)
+        gap, z_pos = _relu_gaps(net, enc, v)
+        free = fix < 0
+        score = np.where(free, gap * weight, -1.0)
+        j = int(np.argmax(score)) if n_bin else -1
+        if n_bin == 0 or score[j] <= _GAP:
+            x = v[:enc.n0].copy()
+            value = float(h.getInfo().objective_function_value) + enc.shift
+            if best is None or value < (best.value or np.inf):
+                best = MilpOutcome(MilpStatus.FEASIBLE, x, value, f"{nodes} nodes")
+            if value <= good:
+                return best
+            enc.set_cutoff(h, good)  # from now on only a clearly violating point is news
+            continue
+        first, second = (1, 0) if z_pos[j] else (0, 1)
+        for phase in (second, first):  # depth first into the phase the LP point is in
+            child = fix.copy()
+            child[j] = phase
+            stack.append(child)
+    if best is not None:
+        return best
+    return MilpOutcome(MilpStatus.INFEASIBLE, message=f"{nodes} nodes")
+
+
+def _relu_gaps(net: LayerNet, enc: Encoding, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per δ column: how far the LP's ``a`` sits above ``max(z, 0)``, and whether ``z > 0``."""
+    gaps, signs = [], []
+    for k, (first, units) in enumerate(enc.binaries):
+        if not units.size:
+            continue
+        prev = v[enc.offsets[k]:enc.offsets[k] + (enc.n0 if k == 0 else net.widths[k - 1])]
+        z = net.affines[k].op.forward(prev[None, :])[0][units] + net.affines[k].bias[units]
+        a = v[enc.offsets[k + 1] + units]
+        gaps.append(np.abs(a - np.maximum(z, 0.0)))
+        signs.append(z > 0)
+    if not gaps:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    return np.concatenate(gaps), np.concatenate(signs)
 
 
 def _place(m: sp.csr_array | None, rows: int, total: int, prev_off: int, off: int, idx: np.ndarray,

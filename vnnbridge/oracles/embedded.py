@@ -79,13 +79,15 @@ class EmbeddedOracle:
     name = "embedded"
 
     def __init__(self, *, milp: bool = True, restarts: int = 8, steps: int = 30, seed: int = 0,
-                 atol: float = ATOL, rtol: float = RTOL, max_binaries: int = 3000) -> None:
+                 atol: float = ATOL, rtol: float = RTOL, max_binaries: int = 3000, method: str = "bab") -> None:
         if restarts < 1 or steps < 0 or max_binaries < 0:
             raise InputError("embedded oracle: restarts >= 1, steps >= 0 and max_binaries >= 0 are required")
         if not (atol >= 0 and rtol >= 0):
             raise InputError("embedded oracle: the tolerances must be >= 0")
         self.use_milp, self.restarts, self.steps, self.seed = milp, restarts, steps, seed
-        self.atol, self.rtol, self.max_binaries = atol, rtol, max_binaries
+        if method not in ("bab", "mip"):
+            raise InputError(f"embedded oracle: method must be 'bab' or 'mip', got {method!r}")
+        self.atol, self.rtol, self.max_binaries, self.method = atol, rtol, max_binaries, method
 
     def version(self) -> str:
         """The vnnbridge version and the HiGHS front end."""
@@ -225,7 +227,8 @@ class _Run:
             a, b, tol = pending.polys[i]
             if self.left() <= 0:
                 return Verdict.TIMEOUT, None, "ran out of time in the MILP"
-            out = solve_polytope(self.net, pending.bounds, a, b + tol, 0.0, self.left())
+            band = float(np.max(tol))
+            out = solve_polytope(self.net, pending.bounds, a, b, band, -band, self.left(), self.o.method)
             if out.status is MilpStatus.INFEASIBLE:
                 continue
             if out.status is MilpStatus.TIMEOUT:
