@@ -106,8 +106,8 @@ def conjoin(parts: list[list[Conjunction]], where: Where = (None, None)) -> list
         return [Conjunction(*where)]
     size = math.prod(len(p) for p in parts)
     if size > MAX_DISJUNCTS:
-        raise _error(f"the formula expands to {size} disjuncts in disjunctive normal form, "
-                     f"more than the limit of {MAX_DISJUNCTS}", where)
+        raise _error(f"expected at most {MAX_DISJUNCTS} disjuncts in disjunctive normal form, found {size} "
+                     f"for this formula", where)
     result = parts[0]
     for part in parts[1:]:
         result = [a.merged(b) for a in result for b in part]
@@ -123,7 +123,8 @@ def disjoin(parts: list[list[Conjunction]], where: Where = (None, None)) -> list
         return parts[0]
     result = [c for p in parts for c in p]
     if len(result) > MAX_DISJUNCTS:
-        raise _error(f"the formula has {len(result)} disjuncts, more than the limit of {MAX_DISJUNCTS}", where)
+        raise _error(f"expected at most {MAX_DISJUNCTS} disjuncts in disjunctive normal form, found "
+                     f"{len(result)} in this disjunction", where)
     return result
 
 
@@ -242,9 +243,8 @@ class SpecBuilder:
         self._plain = None
         size = math.prod(len(s) for s in self.segments) * len(dnf)
         if size > MAX_DISJUNCTS:
-            raise _error(f"the asserts expand to {size} disjuncts in disjunctive normal form "
-                         f"(several (assert (or ...)) are cross-multiplied), more than the limit of {MAX_DISJUNCTS}",
-                         where)
+            raise _error(f"expected at most {MAX_DISJUNCTS} disjuncts in disjunctive normal form, found {size} "
+                         f"(several (assert (or ...)) are cross-multiplied)", where)
         self.segments.append(dnf)
 
     def build(self, inputs: int, outputs: int, positions: dict[str, tuple[int, int]] | None = None) -> Spec:
@@ -294,8 +294,11 @@ class SpecBuilder:
         if any(map(operator.gt, lo, hi)):
             i = next(i for i in range(inputs) if lo[i] > hi[i])
             last = bounded[-1]
-            raise _error(f"expected lower <= upper for input {self.name(INPUT, i)}, found the empty range "
+            exc = _error(f"expected lower <= upper for input {self.name(INPUT, i)}, found the empty range "
                          f"[{lo[i]!r}, {hi[i]!r}]", (last.line, last.column))
+            # Lets a parser that still has the text point at the bound that emptied the range.
+            exc.empty_range = (self.name(INPUT, i), lo[i], hi[i])  # type: ignore[attr-defined]
+            raise exc
         return lo, hi
 
     @staticmethod

@@ -262,7 +262,7 @@ class _ToSpec(Transformer):
         tok = c[0]
         cursor = _Cursor(tok)
         for m in _DECL_NAME.finditer(tok):
-            line, column = cursor.at(m.start())
+            line, column = cursor.at(m.start(1))
             self.state.declare(m.group(1), "Real", line, column, (line, column))
 
     def declare(self, c: list[Token]) -> None:
@@ -433,7 +433,24 @@ def parse(text: str, path: str | None = None) -> Spec:
         raise syntax_error(exc, text, path) from None
     except SpecError as exc:
         exc.path = exc.path or path
+        if hasattr(exc, "empty_range"):
+            _point_at_bound(exc, text)
         raise
+
+
+def _point_at_bound(exc: SpecError, text: str) -> None:
+    """Move an empty-range error to the later of the two comparisons that set its bounds."""
+    name, lo, hi = exc.empty_range  # type: ignore[attr-defined]
+    pattern = re.compile(rf"\(\s*(?:<=|>=|<|>)\s*(?:{re.escape(name)}\s+({_OPND})|({_OPND})\s+{re.escape(name)})\s*\)")
+    found: dict[float, int] = {}
+    for m in pattern.finditer(text):
+        value = float(m.group(1) or m.group(2)) if (m.group(1) or m.group(2))[0] in "+-.0123456789" else None
+        if value in (lo, hi) and value not in found:
+            found[value] = m.start()
+    if lo in found and hi in found:
+        offset = max(found[lo], found[hi])
+        exc.line = text.count("\n", 0, offset) + 1
+        exc.column = offset - text.rfind("\n", 0, offset)
 
 
 def read_text(path: str | Path) -> str:
