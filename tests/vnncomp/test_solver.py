@@ -10,7 +10,7 @@ import pytest
 
 from vnnbridge.cli import main
 from vnnbridge.errors import InputError
-from vnnbridge.vnncomp.solver import CAPABILITIES, capability, declarations
+from vnnbridge.vnncomp.solver import CAPABILITIES, capability
 
 V2 = """(vnnlib-version <2.0>)
 ; a comment (with parentheses)
@@ -50,16 +50,6 @@ def test_name_and_version() -> None:
         assert out.returncode == 0 and expected in out.stdout
 
 
-def test_declarations_read_names_types_shapes() -> None:
-    (net,) = declarations(V2)
-    assert net.name == "f" and net.relation == ""
-    (a,) = net.of("input")
-    (y,) = net.of("output")
-    assert (a.name, a.element_type, a.shape, a.line) == ("A", "float32", (2, 2), 4)
-    assert y.header() == "Y float32 [1,3]" and y.size == 3
-    assert declarations("(declare-const X_0 Real)\n") == []
-
-
 def test_verify_error_cases(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     query = tmp_path / "q.vnnlib"
     query.write_text(V2)
@@ -81,10 +71,64 @@ def test_verify_rejects_hidden_and_multiple_networks(tmp_path: Path, capsys: pyt
     assert main(["verify", str(hidden), "--network", "f=x.onnx"]) == 2
     assert "hidden-node declarations are not supported" in capsys.readouterr().err
     two = tmp_path / "two.vnnlib"
-    two.write_text(V2 + "(declare-network g\n (declare-input B float32 [1])\n (declare-output Z float32 [1]))\n")
+    two.write_text(V2.replace("(assert", "(declare-network g\n (declare-input B float32 [1])\n"
+                              " (declare-output Z float32 [1]))\n(assert"))
     assert main(["verify", str(two), "--network", "f=x.onnx", "--network", "g=y.onnx"]) == 2
     assert "handles one (SNET)" in capsys.readouterr().err
     f64 = tmp_path / "f64.vnnlib"
     f64.write_text(V2.replace("A float32", "A float64"))
     assert main(["verify", str(f64), "--network", "f=x.onnx"]) == 2
     assert "element type float64" in capsys.readouterr().err
+
+
+def _tiny_model(path: Path) -> None:
+    """Y = relu(X @ [[1], [1]]) for X of shape [1, 2] (float32)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((2, 1), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "w"], ["h"]), helper.make_node("Relu", ["h"], ["Y"])], "tiny",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 1])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+
+
+TINY = """(vnnlib-version <2.0>)
+(declare-network net
+    (declare-input X float32 [1,2])
+    (declare-output Y float32 [1,1])
+)
+(assert (>= X[0,0] 0.0))
+(assert (<= X[0,0] 1.0))
+(assert (>= X[0,1] 0.5))
+(assert (<= X[0,1] 1.0))
+(assert (>= Y[0,0] {bound}))
+"""
+
+
+def test_verify_sat_prints_the_typed_assignment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "tiny.onnx"
+    _tiny_model(model)
+    query = tmp_path / "q.vnnlib"
+    query.write_text(TINY.format(bound="1.75"))
+    assert main(["verify", str(query), "--network", f"net={model}", "--timeout", "20.5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "sat" and lines[1] == "X float32 [1,2]" and lines[4] == "Y float32 [1,1]"
+    x0, x1, y = float(lines[2]), float(lines[3]), float(lines[5])
+    assert 0 <= x0 <= 1 and 0.5 <= x1 <= 1 and y >= 1.75 and abs(y - (x0 + x1)) < 1e-6
+    query.write_text(TINY.format(bound="2.5"))
+    assert main(["verify", str(query), "--network", f"net={model}", "--timeout", "20"]) == 0
+    assert capsys.readouterr().out == "unsat\n"
+
+
+def test_verify_reads_vnnlib_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "tiny.onnx"
+    _tiny_model(model)
+    query = tmp_path / "q1.vnnlib"
+    query.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
+                     "(assert (>= X_0 0.0))\n(assert (<= X_0 1.0))\n(assert (>= X_1 0.0))\n(assert (<= X_1 1.0))\n"
+                     "(assert (<= Y_0 -0.5))\n")
+    assert main(["verify", str(query), "--network", f"anyname={model}"]) == 0
+    assert capsys.readouterr().out == "unsat\n"

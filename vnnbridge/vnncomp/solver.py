@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -26,8 +25,8 @@ from vnnbridge import __version__
 from vnnbridge.errors import InputError, ModelError
 from vnnbridge.oracles.base import Verdict
 
-__all__ = ["CAPABILITIES", "NAME", "RESTRICTED_OPERATORS", "Declaration", "NetworkDeclaration", "SolverAnswer", "capability",
-           "declarations", "onnx_operators", "verify_query"]
+__all__ = ["CAPABILITIES", "ELEMENT_TYPES", "NAME", "RESTRICTED_OPERATORS", "SolverAnswer", "capability",
+           "onnx_operators", "run_with_deadline", "verify_query"]
 
 log = logging.getLogger(__name__)
 
@@ -89,70 +88,6 @@ def capability(flag: str) -> tuple[str, ...]:
     return tuple(value() if callable(value) else value)  # type: ignore[operator, arg-type]
 
 
-@dataclass(frozen=True)
-class Declaration:
-    """One declared variable: kind (input, hidden, output), name, element type and shape."""
-
-    kind: str
-    name: str
-    element_type: str
-    shape: tuple[int, ...]
-    line: int
-
-    @property
-    def size(self) -> int:
-        """Number of scalar entries."""
-        return int(np.prod(self.shape)) if self.shape else 1
-
-    def header(self) -> str:
-        """``NAME TYPE [d1,d2]`` as the command-line assignment format writes it."""
-        return f"{self.name} {self.element_type} [{','.join(map(str, self.shape))}]"
-
-
-@dataclass(frozen=True)
-class NetworkDeclaration:
-    """A ``declare-network`` block: its name, variables, and the network it is equal/isomorphic to."""
-
-    name: str
-    variables: tuple[Declaration, ...]
-    relation: str = ""
-    line: int = 1
-
-    def of(self, kind: str) -> list[Declaration]:
-        """The declared variables of one kind."""
-        return [v for v in self.variables if v.kind == kind]
-
-
-_NETWORK = re.compile(r"\(\s*declare-network\s+([^\s()]+)(\s*\(\s*(equal-to|isomorphic-to)\s+[^\s()]+\s*\))?")
-_VARIABLE = re.compile(r"\(\s*declare-(input|hidden|output)\s+([^\s()]+)\s+([^\s()\[]+)\s*\[([^\]]*)\]")
-
-
-def declarations(text: str) -> list[NetworkDeclaration]:
-    """The network declarations of a VNN-LIB 2.0 query (empty for VNN-LIB 1.0).
-
-    This reads only the declaration headers (names, types, shapes), which the spec model does
-    not keep; the constraints themselves are parsed by `vnnbridge.vnnlib.parser`.
-    """
-    clean = re.sub(r";[^\n]*", lambda m: " " * len(m.group(0)), text)  # comments, positions kept
-    starts = [(m.start(), m) for m in _NETWORK.finditer(clean)]
-    result = []
-    for index, (start, match) in enumerate(starts):
-        end = starts[index + 1][0] if index + 1 < len(starts) else len(clean)
-        variables = []
-        for v in _VARIABLE.finditer(clean, start, end):
-            dims = [d.strip() for d in v.group(4).split(",") if d.strip()]
-            try:
-                shape = tuple(int(d) for d in dims)
-            except ValueError:
-                raise InputError(f"shape [{v.group(4)}] of {v.group(2)} is not a list of integers",
-                                 line=clean.count("\n", 0, v.start()) + 1) from None
-            variables.append(Declaration(v.group(1), v.group(2), v.group(3), shape,
-                                         clean.count("\n", 0, v.start()) + 1))
-        result.append(NetworkDeclaration(match.group(1), tuple(variables), match.group(3) or "",
-                                         clean.count("\n", 0, start) + 1))
-    return result
-
-
 def _network_arguments(pairs: Sequence[str]) -> dict[str, str]:
     networks: dict[str, str] = {}
     for pair in pairs:
@@ -180,43 +115,43 @@ def _onnx_element_type(path: str) -> str:
     return onnx.helper.tensor_dtype_to_np_dtype(inputs[0].type.tensor_type.elem_type).name
 
 
-def _check_declarations(query: Path, decls: list[NetworkDeclaration], networks: Mapping[str, str]
-                        ) -> NetworkDeclaration | None:
-    """The one declared network (None for VNN-LIB 1.0), after the checks the standard requires."""
+def _check_networks(query: Path, doc: Any, networks: Mapping[str, str]) -> Any:
+    """The one declared network of a 2.x document (None for VNN-LIB 1.0), after the standard's checks."""
     where = str(query)
-    if not decls:
+    if doc is None:
         if len(networks) != 1:
             raise InputError(f"a VNN-LIB 1.0 query needs exactly one --network, got {len(networks)}")
         return None
-    needed = [d.name for d in decls if d.relation != "equal-to"]
+    declared = doc.networks
+    needed = [n.name for n in declared if not any(kind == "equal-to" for kind, _ in n.equivalences)]
     missing = [n for n in needed if n not in networks]
     extra = [n for n in networks if n not in needed]
     if missing or extra:
         raise InputError("--network arguments do not match the query's networks"
                          + (f"; missing: {', '.join(missing)}" if missing else "")
                          + (f"; not declared: {', '.join(extra)}" if extra else ""), path=where)
-    if len(decls) != 1:
-        raise InputError(f"the query declares {len(decls)} networks; vnnbridge handles one (SNET)", path=where,
-                         line=decls[1].line)
-    decl = decls[0]
-    if decl.of("hidden"):
-        raise InputError("hidden-node declarations are not supported (NH)", path=where,
-                         line=decl.of("hidden")[0].line)
-    if len(decl.of("input")) != 1 or len(decl.of("output")) != 1:
-        raise InputError(f"network {decl.name} declares {len(decl.of('input'))} inputs and "
-                         f"{len(decl.of('output'))} outputs; vnnbridge handles one of each (SIO)", path=where,
-                         line=decl.line)
-    for v in decl.variables:
-        if v.element_type.lower() not in ELEMENT_TYPES:
-            raise InputError(f"{v.name} has element type {v.element_type}; vnnbridge is sound for "
-                             f"{', '.join(ELEMENT_TYPES)} only", path=where, line=v.line)
-    path = networks[decl.name]
-    declared = decl.of("input")[0].element_type.lower()
-    actual = _onnx_element_type(path)
-    if declared != "real" and actual != declared:
-        raise InputError(f"{decl.of('input')[0].name} is declared {declared} but the model's input is {actual}",
-                         path=where, line=decl.of("input")[0].line)
-    return decl
+    if len(declared) != 1:
+        raise InputError(f"the query declares {len(declared)} networks; vnnbridge handles one (SNET)", path=where,
+                         line=declared[1].where[0], column=declared[1].where[1])
+    net = declared[0]
+    if net.role("hidden"):
+        hidden = net.role("hidden")[0]
+        raise InputError("hidden-node declarations are not supported (NH)", path=where, line=hidden.where[0],
+                         column=hidden.where[1])
+    if len(net.role("input")) != 1 or len(net.role("output")) != 1:
+        raise InputError(f"network {net.name} declares {len(net.role('input'))} inputs and "
+                         f"{len(net.role('output'))} outputs; vnnbridge handles one of each (SIO)", path=where,
+                         line=net.where[0], column=net.where[1])
+    for t in net.tensors:
+        if t.dtype.lower() not in ELEMENT_TYPES:
+            raise InputError(f"{t.name} has element type {t.dtype}; vnnbridge is sound for "
+                             f"{', '.join(ELEMENT_TYPES)} only", path=where, line=t.where[0], column=t.where[1])
+    tensor = net.role("input")[0]
+    actual = _onnx_element_type(networks[net.name])
+    if tensor.dtype.lower() != "real" and actual != tensor.dtype.lower():
+        raise InputError(f"{tensor.name} is declared {tensor.dtype} but the model's input is {actual}",
+                         path=where, line=tensor.where[0], column=tensor.where[1])
+    return net
 
 
 @dataclass(frozen=True)
@@ -232,11 +167,38 @@ class SolverAnswer:
         return "\n".join((self.word, *self.lines)) + "\n"
 
 
-def _assignment(decl: NetworkDeclaration | None, x: np.ndarray, y: np.ndarray) -> tuple[str, ...]:
-    if decl is None:
+def _capped(doc: Any, net: Any) -> Any:
+    """The document with every float32 input element also bounded by +-FLT_MAX.
+
+    VNN-LIB 2.0 leaves an unconstrained float32 input free over all float32 values; every finite
+    one lies in [-FLT_MAX, FLT_MAX], so adding these bounds changes nothing for such inputs and
+    gives the box the spec model needs (tighter bounds in the query win when boxes intersect).
+    ``real`` inputs range over all reals and get no cap: an unbounded one stays an error.
+    """
+    from vnnbridge.vnnlib.vnnlib2 import Comparison, Document, Element, Number
+
+    tensor = net.role("input")[0]
+    if tensor.dtype.lower() != "float32":
+        return doc
+    big = float(np.finfo(np.float32).max)
+    caps = []
+    for flat in range(tensor.size):
+        index = tuple(int(i) for i in np.unravel_index(flat, tensor.shape)) if tensor.shape else ()
+        element = Element(tensor.name, index, tensor.where)
+        caps += [Comparison(">=", element, Number(-big), tensor.where),
+                 Comparison("<=", element, Number(big), tensor.where)]
+    return Document(doc.version, doc.networks, tuple(caps) + tuple(doc.assertions), doc.path)
+
+
+def _header(tensor: Any) -> str:
+    return f"{tensor.name} {tensor.dtype} [{','.join(map(str, tensor.shape))}]"
+
+
+def _assignment(net: Any, x: np.ndarray, y: np.ndarray) -> tuple[str, ...]:
+    if net is None:
         heads = [f"X real [{x.size}]", f"Y real [{y.size}]"]
     else:
-        heads = [decl.of("input")[0].header(), decl.of("output")[0].header()]
+        heads = [_header(net.role("input")[0]), _header(net.role("output")[0])]
     lines: list[str] = []
     for head, values in zip(heads, (x, y)):
         lines.append(head)
@@ -250,7 +212,8 @@ def verify_query(query: str | Path, network_args: Sequence[str], timeout: float 
     from vnnbridge.network import load_network
     from vnnbridge.oracles.base import Query
     from vnnbridge.oracles.registry import make_oracle
-    from vnnbridge.vnnlib.parser import parse, read_text
+    from vnnbridge.vnnlib.parser import is_vnnlib2, parse, read_text
+    from vnnbridge.vnnlib.vnnlib2 import parse_document
 
     start = time.monotonic()
     path = Path(query)
@@ -258,10 +221,11 @@ def verify_query(query: str | Path, network_args: Sequence[str], timeout: float 
         raise InputError("no such VNN-LIB file", path=str(path))
     networks = _network_arguments(network_args)
     text = read_text(path)
-    decl = _check_declarations(path, declarations(text), networks)
+    doc = parse_document(text, str(path)) if is_vnnlib2(text) else None
+    decl = _check_networks(path, doc, networks)
     onnx_path = next(iter(networks.values())) if decl is None else networks[decl.name]
     net = load_network(onnx_path)
-    spec = parse(text, str(path))
+    spec = _capped(doc, decl).to_spec() if doc is not None else parse(text, str(path))
     if (spec.inputs, spec.outputs) != (net.inputs, net.outputs):
         raise InputError(f"the query has {spec.inputs} inputs and {spec.outputs} outputs, the network "
                          f"{net.inputs} and {net.outputs}", path=str(path))
