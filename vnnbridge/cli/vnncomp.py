@@ -99,8 +99,13 @@ def _export(args: argparse.Namespace) -> int:
     description = (f"{how}; inputs: {', '.join(f'`{i}`' for i in args.input)}; the label of each input is the "
                    "network's prediction there." + (f" Inputs are normalised inside the exported model "
                                                     f"(mean {args.mean}, std {args.std})." if args.mean else ""))
-    export = export_queries(onnx, queries, args.out, args.timeout, description,
-                            command="vnnbridge " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "")
+    parts = ["vnnbridge", "export-benchmark", "--onnx", args.onnx, "--input", *args.input]
+    parts += ["--radii", *map(repr, args.radii)] if args.radii else [
+        "--method", args.method, "--oracle", args.oracle, "--call-timeout", repr(args.call_timeout)]
+    if args.mean is not None:
+        parts += ["--mean", *map(repr, args.mean), "--std", *map(repr, args.std)]
+    parts += ["--timeout", repr(args.timeout), "--out", str(args.out)]
+    export = export_queries(onnx, queries, args.out, args.timeout, description, command=shlex.join(parts))
     print(f"wrote {len(export.rows)} instances to {export.out}")
     return 0
 

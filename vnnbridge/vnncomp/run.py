@@ -29,15 +29,28 @@ from vnnbridge.errors import InputError, VnnbridgeError
 from vnnbridge.oracles.base import Verdict
 from vnnbridge.vnncomp.config import OracleChoice
 
-__all__ = ["RUN_MARK", "Answer", "Instance", "answer_instance", "network_paths", "reserve_seconds",
-           "write_answer"]
+__all__ = ["RUN_MARK", "Answer", "Instance", "answer_instance", "network_paths", "oracle_budget",
+           "reserve_seconds", "write_answer"]
 
 log = logging.getLogger(__name__)
 
 # Environment marker that `vnncomp-prepare` looks for to end processes left over from a run.
 RUN_MARK = "VNNBRIDGE_VNNCOMP_RUN"
-# Seconds the oracle's budget ends before the internal deadline: its runner kills and reaps there.
-ORACLE_SLACK = 1.0
+# Seconds an oracle may run past its budget: in-process oracles stop on their own deadline;
+# external tools get the process runner's slack plus its TERM-to-KILL grace before the group dies.
+_OVERRUN = {"embedded": 0.5, "fake": 0.5}
+
+
+def oracle_budget(name: str, remaining: float) -> float:
+    """Seconds to give oracle ``name`` so that it is done (killed if need be) within ``remaining``.
+
+    When the runner's overrun would eat more than half of what is left, the oracle gets half and
+    the watchdog covers the rest (prepare ends whatever a killed run leaves behind).
+    """
+    from vnnbridge.oracles.process import DEFAULT_GRACE, DEFAULT_SLACK
+
+    overrun = _OVERRUN.get(name.partition(":")[0], DEFAULT_SLACK + DEFAULT_GRACE)
+    return max(remaining - overrun, remaining / 2)
 
 
 def reserve_seconds(timeout: float) -> float:
@@ -159,8 +172,8 @@ def _decide(instance: Instance, choice: OracleChoice, deadline: float) -> Answer
     name = choice.oracle_for(instance.category)
     oracle = make_oracle(name)
     query = Query.build(net.path, spec)
-    budget = deadline - time.monotonic() - ORACLE_SLACK
-    if budget <= 0:
+    budget = oracle_budget(name, deadline - time.monotonic())
+    if budget <= 0.05:
         return Answer(Verdict.TIMEOUT, reason="no time left after loading the instance", oracle=name)
     log.info("oracle %s, budget %.1f s, query %s", name, budget, query.vnnlib)
     result = oracle.check(query, budget)
