@@ -31,8 +31,9 @@ __all__ = ["grammar_text", "is_vnnlib2", "parse", "parse_file", "read_text", "sy
 
 log = logging.getLogger(__name__)
 
-_NUM = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
-_SYM = r"[A-Za-z_][A-Za-z0-9_.\-]*"
+# As the grammar's NUMBER and SYMBOL, atomic so that long literals never backtrack.
+_NUM = r"[+-]?(?>\d+(?:\.\d*)?|\.\d+)(?>[eE][+-]?\d+)?"
+_SYM = r"[A-Za-z_][A-Za-z0-9_.\-]*+"
 _OPND = rf"(?:{_SYM}|{_NUM})"
 # One comparison, with its operator and operands captured (the grammar's CMP, split).
 _CMP_SPLIT = re.compile(rf"\(\s*(<=|>=|<|>)\s*({_OPND})\s+({_OPND})\s*\)")
