@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import statistics
 import sys
 import threading
@@ -30,8 +31,8 @@ from vnnbridge.errors import InputError
 from vnnbridge.vnncomp.export import read_instances
 from vnnbridge.vnncomp.scoring import CORRECT_POINTS, WRONG_POINTS
 
-__all__ = ["PREFILL", "Comparison", "Outcome", "Summary", "compare_oracles", "draw_cactus", "format_table",
-           "run_one"]
+__all__ = ["KILL_AFTER", "PREFILL", "PREPARE_LIMIT", "Comparison", "Outcome", "Summary", "compare_oracles",
+           "draw_cactus", "format_table", "run_one"]
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,8 @@ def run_one(oracle: str, category: str, onnx: Path, vnnlib: Path, timeout: float
     stem = f"{name[:80]}-{sha256_bytes(f'{onnx}|{vnnlib}'.encode())[:8]}"
     folder.mkdir(parents=True, exist_ok=True)
     results = folder / f"{stem}.counterexample"
-    env = {"VNNBRIDGE_ORACLE": oracle}
+    # Own scope: a prepare elsewhere never ends this comparison's tools.
+    env = {"VNNBRIDGE_ORACLE": oracle, "VNNBRIDGE_RUN_SCOPE": f"compare-{os.getpid()}"}
     args = ["--category", category, "--onnx", str(onnx), "--vnnlib", str(vnnlib)]
     prep = run_command([*_python(), "vnncomp-prepare", *args, "--no-cleanup"], timeout=PREPARE_LIMIT,
                        slack=0.0, log=folder / f"{stem}.prepare.log", env=env, cwd=cwd, threads=threads)

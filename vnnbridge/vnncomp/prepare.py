@@ -4,7 +4,8 @@ The harness calls ``prepare_instance.sh v1 CATEGORY ONNX VNNLIB`` before each in
 non-zero exit skips the whole category. So problems with one instance are logged, not fatal: the
 run that follows answers `error` for it. Caches are keyed by content hash and live in the cache
 directory, never beside the benchmark files. The only processes ended are those a previous
-``vnncomp-run`` started (they carry the `RUN_MARK` environment variable), ended by their id.
+``vnncomp-run`` of the same scope started (they carry the `RUN_MARK` environment variable with
+that scope), ended by their id.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from vnnbridge.errors import VnnbridgeError
 from vnnbridge.vnncomp.config import OracleChoice
-from vnnbridge.vnncomp.run import RUN_MARK, network_paths
+from vnnbridge.vnncomp.run import RUN_MARK, network_paths, run_scope
 
 __all__ = ["Preparation", "end_leftover_runs", "marked_processes", "prepare_instance"]
 
@@ -50,9 +51,9 @@ def _ancestors() -> set[int]:
     return pids
 
 
-def marked_processes(proc: Path = Path("/proc")) -> list[int]:
-    """Ids of live processes (readable by this user) that carry `RUN_MARK`, except this one's line."""
-    mark = f"{RUN_MARK}=".encode()
+def marked_processes(scope: str | None = None, proc: Path = Path("/proc")) -> list[int]:
+    """Ids of live processes (readable by this user) marked by a run of ``scope``, except this one's line."""
+    mark = f"{RUN_MARK}={scope or run_scope()}:".encode()
     skip = _ancestors()
     found = []
     for entry in proc.glob("[0-9]*"):
@@ -68,10 +69,10 @@ def marked_processes(proc: Path = Path("/proc")) -> list[int]:
     return sorted(found)
 
 
-def end_leftover_runs() -> list[int]:
-    """SIGKILL every process a previous `vnncomp-run` left behind; returns their ids."""
+def end_leftover_runs(scope: str | None = None) -> list[int]:
+    """SIGKILL every process a previous `vnncomp-run` of ``scope`` left behind; returns their ids."""
     ended = []
-    for pid in marked_processes():
+    for pid in marked_processes(scope):
         try:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

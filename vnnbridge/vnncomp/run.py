@@ -29,13 +29,21 @@ from vnnbridge.errors import InputError, VnnbridgeError
 from vnnbridge.oracles.base import Verdict
 from vnnbridge.vnncomp.config import OracleChoice
 
-__all__ = ["RUN_MARK", "Answer", "Instance", "answer_instance", "network_paths", "oracle_budget",
-           "reserve_seconds", "write_answer"]
+__all__ = ["RUN_MARK", "SCOPE_VARIABLE", "Answer", "Instance", "answer_instance", "network_paths", "oracle_budget",
+           "reserve_seconds", "run_scope", "write_answer"]
 
 log = logging.getLogger(__name__)
 
-# Environment marker that `vnncomp-prepare` looks for to end processes left over from a run.
+# Environment marker that `vnncomp-prepare` looks for to end processes left over from a run. Its
+# value is ``SCOPE:PID``; prepare ends only its own scope's leftovers (``VNNBRIDGE_RUN_SCOPE``,
+# default ``harness``), so that parallel comparisons or test runs never end each other's tools.
 RUN_MARK = "VNNBRIDGE_VNNCOMP_RUN"
+SCOPE_VARIABLE = "VNNBRIDGE_RUN_SCOPE"
+
+
+def run_scope() -> str:
+    """The scope of this process's runs (``$VNNBRIDGE_RUN_SCOPE``, default ``harness``)."""
+    return os.environ.get(SCOPE_VARIABLE, "").strip() or "harness"
 # Seconds an oracle may run past its budget: in-process oracles stop on their own deadline;
 # external tools get the process runner's slack plus its TERM-to-KILL grace before the group dies.
 _OVERRUN = {"embedded": 0.5, "fake": 0.5}
@@ -198,7 +206,7 @@ def answer_instance(instance: Instance, choice: OracleChoice, started: float | N
     time already spent before Python came up counts against TIMEOUT. Bad input is written as
     `error` and logged as one located line; it does not raise.
     """
-    os.environ[RUN_MARK] = str(os.getpid())  # inherited by every tool the oracle starts
+    os.environ[RUN_MARK] = f"{run_scope()}:{os.getpid()}"  # inherited by every tool the oracle starts
     spent = max(0.0, time.time() - started) if started is not None else 0.0
     deadline = time.monotonic() + instance.timeout - spent - reserve_seconds(instance.timeout)
     sink = _ResultFile(instance.results)
