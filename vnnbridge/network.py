@@ -6,14 +6,14 @@ import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from vnnbridge.cache import sha256_file
 from vnnbridge.errors import InputError, ModelError
 
-__all__ = ["Network", "load_network", "marabou_model"]
+__all__ = ["Network", "load_network", "marabou_model", "prepare_model"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,16 @@ def load_network(path: str | Path) -> Network:
     return _load(str(p.resolve()), sha256_file(p))
 
 
+def prepare_model(path: str | Path, mean: float | Sequence[float] | None = None,
+                  std: float | Sequence[float] | None = None) -> Path:
+    """The model a query about ``path`` uses: final softmax removed, ``mean``/``std`` composed in (cached)."""
+    from vnnbridge.derived import prepare_model as derive
+
+    return derive(path, mean, std)
+
+
 def marabou_model(path: str | Path) -> Path:
-    """The model Marabou's ONNX reader should see (rewrites it cannot parse; see `prepare_model`)."""
-    return Path(path)
+    """``path`` in operators Marabou 2.0's ONNX reader parses (cached; see `vnnbridge.derived`)."""
+    from vnnbridge.derived import marabou_model as derive
+
+    return derive(path)

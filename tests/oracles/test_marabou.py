@@ -120,3 +120,17 @@ def test_own_timeout_is_timeout(cube_query) -> None:
     result = make_oracle("marabou").check(cube_query("mnist", "0-1", 0.1), 1)
     assert result.verdict is Verdict.TIMEOUT
     assert result.seconds < 1 + 5
+
+
+@needs_marabou
+def test_model_with_sub_and_div_is_rewritten_for_marabou(shared: Path, tmp_path: Path) -> None:
+    from vnnbridge.box import Box
+    from vnnbridge.oracles.base import Query
+    from vnnbridge.vnnlib.model import robustness_spec
+
+    onnx = shared / "data" / "networks" / "mnist" / "mnistconvSmallRELUDiffAI.onnx"
+    x = np.loadtxt(shared / "data" / "paper" / "mnist" / "images" / "3-1.csv").ravel()
+    net = load_network(onnx)
+    box = Box.cube(x, 0.001, Box.from_arrays(np.zeros(784), np.ones(784)))
+    result = make_oracle("marabou").check(Query.build(onnx, robustness_spec(box, net.predict(x), 10), tmp_path), 60)
+    assert result.verdict is Verdict.UNSAT, result.reason
