@@ -1,0 +1,3 @@
+#!/bin/bash
+echo "cannot convert the network" >&2
+exit 1

@@ -1,0 +1,121 @@
+"""The ``vnncomp:DIR`` oracle: any tool folder with the VNN-COMP scripts.
+
+This is how alpha-beta-CROWN, nnenum, NeuralSAT or PyRAT plug in. Like the competition
+harness, vnnbridge runs ``prepare_instance.sh v1 CATEGORY ONNX VNNLIB`` once per network
+and category, then ``run_instance.sh v1 CATEGORY ONNX VNNLIB RESULTS TIMEOUT`` per query
+with the results file pre-filled with ``no_result_in_file``. The file is read through
+`vnnbridge.vnncomp.results` (one table of words, 2021's ``holds``/``violated`` included);
+a non-zero exit, a missing word or a word outside the table is an ERROR verdict with the
+reason, and a ``sat`` is only believed once its witness passes `vnnbridge.oracles.witness`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Mapping
+
+from vnnbridge.cache import atomic_write, cache_dir, sha256_bytes, sha256_file
+from vnnbridge.errors import OracleProtocolError, OracleUnavailable
+from vnnbridge.oracles.base import OracleResult, Query, Verdict
+from vnnbridge.oracles.process import DEFAULT_GRACE, CompletedRun, call_dir, run_command
+
+__all__ = ["DEFAULT_CATEGORY", "PREPARE_TIMEOUT", "ScriptOracle"]
+
+log = logging.getLogger(__name__)
+
+# The benchmark category vnnbridge names its own queries with.
+DEFAULT_CATEGORY = "vnnbridge"
+# Seconds a tool may spend in prepare_instance.sh (converting or loading a network).
+PREPARE_TIMEOUT = 600.0
+# Tools start slowly (torch, CUDA probing): seconds allowed past the timeout they were given.
+_SLACK = 15.0
+
+
+def _command(script: Path) -> list[str]:
+    """Run a script directly when it is executable (its shebang decides), else with bash."""
+    return [str(script)] if os.access(script, os.X_OK) else ["bash", str(script)]
+
+
+class ScriptOracle:
+    """Box queries answered by a tool folder holding ``run_instance.sh`` (and ``prepare_instance.sh``)."""
+
+    kind = "vnncomp"
+
+    def __init__(self, folder: str | os.PathLike[str], *, category: str = DEFAULT_CATEGORY,
+                 prepare_timeout: float = PREPARE_TIMEOUT, slack: float = _SLACK,
+                 grace: float = DEFAULT_GRACE, threads: int = 1, env: Mapping[str, str] | None = None,
+                 name: str | None = None) -> None:
+        self.folder = Path(folder).expanduser().resolve()
+        self.run_script = self.folder / "run_instance.sh"
+        if not self.run_script.is_file():
+            raise OracleUnavailable(f"no run_instance.sh in {self.folder}")
+        prepare = self.folder / "prepare_instance.sh"
+        self.prepare_script = prepare if prepare.is_file() else None
+        self.category, self.prepare_timeout = category, prepare_timeout
+        self.slack, self.grace, self.threads, self.env = slack, grace, threads, dict(env or {})
+        self.name = name or f"{self.kind}:{self.folder.name}"
+        self._prepared: set[str] = set()
+
+    def version(self) -> str:
+        """The folder's ``version.txt`` (first line), else a hash of its scripts."""
+        stamp = self.folder / "version.txt"
+        if stamp.is_file():
+            return stamp.read_text(errors="replace").strip().splitlines()[0] if stamp.stat().st_size else ""
+        digest = hashlib.sha256()
+        for script in (self.prepare_script, self.run_script):
+            if script is not None:
+                digest.update(script.read_bytes())
+        return f"scripts-{digest.hexdigest()[:12]}"
+
+    def _run(self, argv: list[str], timeout: float, log_file: Path) -> CompletedRun:
+        return run_command(argv, timeout=timeout, log=log_file, cwd=self.folder, env=self.env,
+                           slack=self.slack, grace=self.grace, threads=self.threads)
+
+    def prepare(self, onnx: Path, vnnlib: Path) -> str | None:
+        """Run ``prepare_instance.sh`` once per (folder, category, network); the failure reason, or None."""
+        if self.prepare_script is None:
+            return None
+        key = sha256_bytes(f"{self.folder}|{self.category}|{sha256_file(onnx)}|{self.version()}".encode())
+        marker = cache_dir("prepared") / key
+        if key in self._prepared or marker.is_file():
+            return None
+        folder = call_dir("prepare", key)
+        run = self._run([*_command(self.prepare_script), "v1", self.category, str(onnx), str(vnnlib)],
+                        self.prepare_timeout, folder / "prepare.log")
+        if run.timed_out:
+            return f"prepare_instance.sh ran past {self.prepare_timeout:g} s; log: {run.log}"
+        if run.returncode != 0:
+            return f"prepare_instance.sh exited with code {run.returncode}: {run.tail()}"
+        self._prepared.add(key)
+        atomic_write(marker, f"{self.folder}\n{self.category}\n{onnx}\n")
+        return None
+
+    def check(self, query: Query, timeout: float) -> OracleResult:
+        """Prepare (once), run ``run_instance.sh``, read its result file."""
+        base = dict(oracle=self.name, version=self.version())
+        failure = self.prepare(query.onnx, query.vnnlib)
+        if failure is not None:
+            return OracleResult(Verdict.ERROR, reason=failure, **base)
+        folder = call_dir(self.kind, query.sha256)
+        results = folder / "results.txt"
+        from vnnbridge.vnncomp.results import NO_RESULT, read_result
+
+        results.write_text(NO_RESULT + "\n")  # as the harness does: silence is not a verdict
+        run = self._run([*_command(self.run_script), "v1", self.category, str(query.onnx),
+                         str(query.vnnlib), str(results), f"{timeout:g}"], timeout, folder / "run.log")
+        base.update(seconds=run.seconds, log=run.log)
+        if run.timed_out:
+            return OracleResult(Verdict.TIMEOUT, reason=f"killed {run.seconds:.1f} s after start "
+                                f"(timeout {timeout:g} s + {self.slack:g} s slack)", **base)
+        if run.returncode != 0:
+            return OracleResult(Verdict.ERROR, reason=f"run_instance.sh exited with code "
+                                f"{run.returncode}: {run.tail()}", **base)
+        try:
+            parsed = read_result(results)
+        except OracleProtocolError as exc:
+            return OracleResult(Verdict.ERROR, reason=f"{exc.message}; log: {run.tail(200)}", **base)
+        reason = "" if parsed.verdict in (Verdict.SAT, Verdict.UNSAT) else run.tail(200)
+        return OracleResult(parsed.verdict, witness=parsed.x, reason=reason, **base)
