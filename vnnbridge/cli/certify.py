@@ -1,11 +1,178 @@
-"""CLI commands: certify (registered by `add`)."""
+"""CLI commands: ``certify`` (search a box and write its certificate), ``check`` and ``show``.
+
+Exit codes beyond the dispatcher's: ``certify`` returns 0 when the box is certified and 1
+when the search ends without a certified box (the certificate folder is written either way);
+``check`` returns 0 only when every check holds and 1 with the first failing check otherwise.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
 __all__ = ["add"]
 
 
+class _Progress:
+    """A one-line progress display on stderr (only on a terminal), refreshed at most 10 times a second."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.count, self.last, self.start = enabled, 0, 0.0, time.perf_counter()
+
+    def __call__(self, call: Any) -> None:
+        self.count += 1
+        now = time.perf_counter()
+        if self.enabled and now - self.last > 0.1:
+            self.last = now
+            note = call.note[:48]
+            sys.stderr.write(f"\r  {self.count:5d} calls  {now - self.start:7.1f} s  {note:<48}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.count:
+            sys.stderr.write("\r" + " " * 80 + "\r")
+            sys.stderr.flush()
+
+
+def _floats(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    from vnnbridge.errors import InputError
+
+    try:
+        return [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise InputError(f"expected numbers separated by commas, got {text!r}") from None
+
+
+def _certify(args: argparse.Namespace) -> int:
+    from vnnbridge.certificate import write_certificate
+    from vnnbridge.errors import InputError
+    from vnnbridge.inputs import load_input, normalizing_model
+    from vnnbridge.oracles.registry import make_oracle
+    from vnnbridge.search.base import Instance, SearchOptions
+    from vnnbridge.search.compose import certify, parse_method
+    from vnnbridge.search.metrics import box_metrics
+
+    parse_method(args.method)  # fail on a bad name before loading anything
+    loaded = load_input(args.input, args.index)
+    mean, std = _floats(args.mean), _floats(args.std)
+    onnx = Path(args.onnx)
+    if (mean is None) != (std is None):
+        raise InputError("--mean and --std go together")
+    if mean is not None and std is not None:
+        onnx = normalizing_model(onnx, mean, std)
+    options = SearchOptions(timeout=args.timeout, order=args.order, step=args.step, jobs=args.jobs,
+                            max_calls=args.max_calls)
+    instance = Instance.make(onnx, loaded.x, args.label, loaded.domain, args.delta, args.margin)
+    oracle = make_oracle(args.oracle)
+    progress = _Progress(sys.stderr.isatty() and not args.quiet)
+    start = time.perf_counter()
+    try:
+        result, dual, prober = certify(instance, oracle, args.method, None if args.dual == "none" else args.dual,
+                                       options, progress)
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - start
+    out = Path(args.out) if args.out else Path(f"cert-{Path(args.input).stem}")
+    extra = {"normalization": {"mean": mean, "std": std, "original_network": str(Path(args.onnx).resolve())}
+             if mean is not None else None}
+    write_certificate(out, prober, result, dual, source=loaded.source, shape=loaded.shape, seconds=seconds,
+                      extra=extra)
+    m = box_metrics(result.box, instance.x, instance.domain)
+    robust = sum(c.purpose == "robust" for c in prober.calls)
+    member = len(prober.calls) - robust
+    status = "certified" if result.certified else "NOT certified"
+    text = (f"{Path(args.input).name}: label {instance.label}, {status} by {args.method} with oracle "
+            f"{prober.oracle.name} in {seconds:.2f} s ({robust} robustness calls")
+    text += f", {member} dual calls)." if member else ")."
+    if result.certified:
+        exact = " (grid-exact)" if result.exact else ""
+        text += (f" Apothem {m['apothem']:.6g}{exact}; edges min {m['min_edge']:.4g}, avg {m['avg_edge']:.4g}, "
+                 f"max {m['max_edge']:.4g}; log-volume {m['log_volume'] if m['log_volume'] is None else round(m['log_volume'], 2)}; "
+                 f"{m['complexity']} of {2 * instance.x.size} faces moved off x, "
+                 f"{len(result.blocked())} blocked with a witness")
+        if result.stuck_faces:
+            text += f", {len(result.stuck_faces)} stopped without an answer"
+        text += "."
+    if dual is not None:
+        dm = box_metrics(dual.box, instance.x, instance.domain)
+        text += f" Dual ({args.dual}): apothem <= {dm['apothem']:.6g}, avg edge {dm['avg_edge']:.4g}."
+    text += f" Certificate: {out}/"
+    print(text)
+    if not args.quiet:
+        print(f"check it with: vnnbridge check {out}", file=sys.stderr)
+    return 0 if result.certified else 1
+
+
+def _check(args: argparse.Namespace) -> int:
+    from vnnbridge.certificate import check_certificate
+    from vnnbridge.oracles.registry import make_oracle
+
+    oracle = None if args.oracle == "none" else make_oracle(args.oracle)
+    report = check_certificate(args.cert, oracle, args.timeout)
+    if args.verbose_checks:
+        for c in report.checks:
+            print(f"{'ok  ' if c.ok else 'FAIL'} {c.name}" + ("" if c.ok else f": {c.detail}"))
+    failure = report.first_failure()
+    if failure is not None:
+        print(f"vnnbridge: {args.cert}: not valid: {failure.name}: {failure.detail}", file=sys.stderr)
+        return 1
+    print(f"{args.cert}: valid ({len(report.checks)} checks hold)")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from vnnbridge.plot import draw_certificate
+
+    path = draw_certificate(args.cert, args.output)
+    print(f"wrote {path}")
+    return 0
+
+
 def add(sub: argparse._SubParsersAction) -> None:
-    """Register this group's subcommands (none yet)."""
+    """Register ``certify``, ``check`` and ``show``."""
+    from vnnbridge.search.names import DEFAULT_DUAL, DEFAULT_METHOD, DUAL_NAMES, METHOD_NAMES
+
+    p = sub.add_parser("certify", help="search a robustness box around an input and write its certificate",
+                       description="Search a box around the input in which the network's prediction cannot "
+                       "change, certified by an `unsat` oracle answer. Exit 0: certified; 1: not certified.")
+    p.add_argument("--onnx", required=True, help="the classifier (ONNX)")
+    p.add_argument("--input", required=True, help="x: .csv (any layout), .npy, .png, idx (.gz) or .vnnlib")
+    p.add_argument("--index", type=int, help="item K of an idx/npy collection")
+    p.add_argument("--label", type=int, help="expected label (default: the prediction at x)")
+    p.add_argument("--method", default=DEFAULT_METHOD,
+                   help=f"search: {', '.join(METHOD_NAMES)}, or A+B (default {DEFAULT_METHOD})")
+    p.add_argument("--dual", default=DEFAULT_DUAL, help=f"dual: {', '.join(DUAL_NAMES)} or none "
+                   f"(default {DEFAULT_DUAL})")
+    p.add_argument("--oracle", default="embedded", help="oracle: embedded, marabou, vnncomp:DIR, ...")
+    p.add_argument("--delta", type=float, help="grid step (default 1/255 when x lies on that grid)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per oracle call")
+    p.add_argument("--out", help="certificate folder (default cert-<input name>)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel oracle calls for dual-faces")
+    p.add_argument("--margin", type=float, default=0.0, help="require the label to win by this logit margin")
+    p.add_argument("--mean", help="per-channel mean the network expects (input stays in pixel space)")
+    p.add_argument("--std", help="per-channel std the network expects")
+    p.add_argument("--order", default="dfs", choices=("dfs", "bfs"), help="greedy: face order")
+    p.add_argument("--step", default="bisect", choices=("linear", "bisect"), help="greedy: face step")
+    p.add_argument("--max-calls", type=int, default=100_000, help="oracle call budget")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=_certify)
+
+    c = sub.add_parser("check", help="re-check a certificate folder",
+                       description="Re-check a certificate: the box file parses back to exactly the box, "
+                       "every witness is re-run with onnxruntime, and the oracle answers unsat again. "
+                       "Exit 0 only when everything holds.")
+    c.add_argument("cert", help="certificate folder")
+    c.add_argument("--oracle", default="embedded", help="oracle to re-verify the box with, or none")
+    c.add_argument("--timeout", type=float, default=300.0, help="seconds for the oracle")
+    c.add_argument("--list", dest="verbose_checks", action="store_true", help="print every check")
+    c.set_defaults(func=_check)
+
+    s = sub.add_parser("show", help="draw a certificate: input, bounds and slack per input")
+    s.add_argument("cert", help="certificate folder")
+    s.add_argument("-o", "--output", default="certificate.png", help="image file to write")
+    s.set_defaults(func=_show)

@@ -155,66 +155,66 @@ def search_greedy(prober: Prober, start: SearchResult | None = None) -> SearchRe
 
 
 def search_grow(prober: Prober, start: SearchResult | None = None) -> SearchResult:
-    """Ours: move every open face at once, with per-face step sizes that double on success."""
+    """Ours: move a whole group of open faces at once; on failure blame single faces, else halve the group.
+
+    Each round tries every open face, with per-face step sizes that double after a success
+    and shrink to what is left below a cap. A failed group whose witness cannot be pinned on
+    one face is split into the faces it does not touch and two halves of those it touches
+    (faces are numbered in input order, so halves are contiguous regions of an image).
+    """
     state = _Faces(prober, start)
     ok = state.ensure_start()
     g, inst = prober.grid, prober.instance
     step = np.ones(2 * g.n, dtype=np.int64)
-    solo: set[int] = set()
+
+    def attempt(group: list[int]) -> None:
+        group = [f for f in group if state.cur[f] < state.cap[f]]
+        if not group:
+            return
+        target = state.cur.copy()
+        idx = np.array(group)
+        step[idx] = np.maximum(1, np.minimum(step[idx], state.cap[idx] - state.cur[idx]))
+        target[idx] = state.cur[idx] + step[idx]
+        res, call = prober.robust(g.box(target), f"grow faces={len(group)}")
+        if res.verdict is Verdict.UNSAT:
+            state.cur, state.proof = target, call
+            step[idx] *= 2
+            return
+        if res.verdict is Verdict.SAT:
+            w = np.asarray(res.witness, dtype=np.float64)
+            touched = [f for f in group if state.beyond(w, f)]
+            if not touched:
+                log.warning("call %d: a witness inside an already certified box; the oracle is inconsistent",
+                            call.index)
+                for f in group:
+                    state.stop(f)
+                return
+            blamed = []
+            for f in touched:
+                q = state.project(w, f)
+                if inst.misclassified(q):
+                    state.cap_with(f, q, call)
+                    blamed.append(f)
+            if blamed:
+                attempt([f for f in group if f not in blamed])
+                return
+            rest = [f for f in group if f not in touched]
+            half = len(touched) // 2
+            for part in (rest, touched[:half], touched[half:]):
+                attempt(part)
+            return
+        # no answer: halve the group, and stop a single face at one step
+        if len(group) == 1:
+            f = group[0]
+            if step[f] == 1:
+                state.stop(f)
+            step[f] = max(1, step[f] // 2)
+            return
+        step[idx] = np.maximum(1, step[idx] // 2)
+        half = len(group) // 2
+        attempt(group[:half])
+        attempt(group[half:])
+
     while ok and (open_faces := state.open()):
-        batch = [f for f in open_faces if f not in solo]
-        while batch:
-            target = state.cur.copy()
-            idx = np.array(batch)
-            target[idx] = np.minimum(state.cur[idx] + step[idx], state.cap[idx])
-            res, call = prober.robust(g.box(target), f"grow faces={len(batch)}")
-            if res.verdict is Verdict.UNSAT:
-                state.cur, state.proof = target, call
-                step[idx] *= 2
-                break
-            if res.verdict is Verdict.SAT:
-                w = np.asarray(res.witness, dtype=np.float64)
-                touched = [f for f in batch if state.beyond(w, f)]
-                if not touched:
-                    log.warning("call %d: a witness inside an already certified box; the oracle is "
-                                "inconsistent", call.index)
-                    for f in batch:
-                        state.stop(f)
-                    break
-                blamed = []
-                for f in touched:
-                    q = state.project(w, f)
-                    if inst.misclassified(q):
-                        state.cap_with(f, q, call)
-                        blamed.append(f)
-                        step[f] = max(1, min(step[f], state.cap[f] - state.cur[f]))
-                if not blamed:
-                    for f in touched:
-                        if step[f] == 1:
-                            solo.add(f)
-                        step[f] = max(1, step[f] // 2)
-                    batch = [f for f in batch if f not in touched]
-                else:
-                    batch = [f for f in batch if f not in blamed]
-                batch = [f for f in batch if state.cur[f] < state.cap[f]]
-            else:
-                if len(batch) == 1:
-                    f = batch[0]
-                    if step[f] == 1:
-                        state.stop(f)
-                    step[f] = max(1, step[f] // 2)
-                    break
-                step[idx] = np.maximum(1, step[idx] // 2)
-                batch = batch[: len(batch) // 2]
-        for f in sorted(solo):
-            solo.discard(f)
-            if state.cur[f] >= state.cap[f]:
-                continue
-            target_k = min(int(state.cur[f] + step[f]), int(state.cap[f]))
-            before = int(state.cur[f])
-            _probe_one(state, f, target_k, "grow-solo")
-            if state.cur[f] > before:
-                step[f] *= 2
-            else:
-                step[f] = max(1, min(int(step[f]) // 2, int(state.cap[f] - state.cur[f]) or 1))
+        attempt(open_faces)
     return state.result("grow", ok)

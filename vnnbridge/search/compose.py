@@ -13,8 +13,10 @@ from vnnbridge.errors import InputError
 from vnnbridge.oracles.base import Oracle
 from vnnbridge.search.base import BudgetExhausted, Call, Instance, Prober, SearchOptions, SearchResult
 from vnnbridge.search.bottomup import search_greedy, search_grow
+from vnnbridge.search.names import DEFAULT_DUAL, DEFAULT_METHOD
 from vnnbridge.search.dual import search_dual_box, search_dual_cube, search_dual_faces
-from vnnbridge.search.topdown import find_apothem, search_box_topdown, search_cube_bisect, search_cube_topdown
+from vnnbridge.search.topdown import (find_apothem, search_box_topdown, search_cube_bisect, search_cube_topdown,
+                                      search_fill)
 
 __all__ = ["DEFAULT_DUAL", "DEFAULT_METHOD", "DUALS", "METHODS", "certify", "run_dual", "run_method"]
 
@@ -29,16 +31,15 @@ METHODS: dict[str, Search] = {
     "box-topdown": search_box_topdown,
     "greedy": search_greedy,
     "grow": search_grow,
+    "fill": search_fill,
 }
 # Methods that can continue from an earlier certified box (the B of ``A+B``).
-CONTINUING = frozenset({"greedy", "grow"})
+CONTINUING = frozenset({"greedy", "grow", "fill"})
 DUALS: dict[str, Search] = {
     "dual-faces": search_dual_faces,
     "dual-box": search_dual_box,
     "dual-cube": search_dual_cube,
 }
-DEFAULT_METHOD = "apothem+grow"
-DEFAULT_DUAL = "dual-faces"
 
 
 def parse_method(name: str) -> list[str]:

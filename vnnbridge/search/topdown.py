@@ -10,13 +10,15 @@ witness one step beyond r*) or only an oracle's silence.
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import numpy as np
 
 from vnnbridge.oracles.base import Verdict
-from vnnbridge.search.base import Call, Prober, SearchResult, Witness
+from vnnbridge.search.base import Call, Grid, Prober, SearchResult, Witness
 
-__all__ = ["find_apothem", "search_box_topdown", "search_cube_bisect", "search_cube_topdown"]
+__all__ = ["bisect_family", "edge_steps", "find_apothem", "search_box_topdown", "search_cube_bisect",
+           "search_cube_topdown", "search_fill"]
 
 log = logging.getLogger(__name__)
 
@@ -70,28 +72,103 @@ def search_cube_bisect(prober: Prober, start: SearchResult | None = None) -> Sea
     return _cube_result(prober, "cube-bisect", lo, proof, lo + 1, witness)
 
 
-def find_apothem(prober: Prober, start: SearchResult | None = None) -> SearchResult:
-    """The grid-exact optimal cube: bisection for the lower bound, witness distance for the upper.
+def bisect_family(prober: Prober, family: Callable[[int], np.ndarray], top: int, note: str,
+                  base: Call | None = None) -> tuple[int, Call | None, Witness | None]:
+    """The largest t in [0, top] whose box ``family(t)`` (nested, growing in t) the oracle certifies.
 
-    Each validated witness is first pulled towards x with onnxruntime alone
-    (`Prober.shrink_cube`), so one sat answer usually cuts the interval far below its midpoint.
+    Bisection gives the lower bound; each validated witness w gives the upper bound
+    "t_w - 1", where t_w is the smallest t whose box holds w, after w is first pulled into
+    smaller boxes of the family with onnxruntime alone (``clip(w, family(t))``, every candidate
+    re-run). When ``base`` is given, ``family(0)`` is already certified by that call.
+    Returns (t*, the unsat call at t*, the witness nearest beyond it); t* = -1 when nothing holds.
     """
-    g = prober.grid
-    lo, hi, proof, witness = -1, g.diameter, None, None
+    g, inst = prober.grid, prober.instance
+    lo, hi, proof, witness = (0, top, base, None) if base is not None else (-1, top, None, None)
+
+    def holds(t: int, point: np.ndarray) -> bool:
+        return g.box(family(t)).contains(point)
+
+    def smallest_holding(point: np.ndarray, upto: int) -> int:
+        a, b = -1, upto  # family(b) holds the point
+        while b - a > 1:
+            mid = (a + b) // 2
+            if holds(mid, point):
+                b = mid
+            else:
+                a = mid
+        return b
+
     while lo < hi:
         k = (lo + hi + 1) // 2
-        res, call = prober.robust(g.cube(k), f"apothem k={k}")
+        res, call = prober.robust(g.box(family(k)), f"{note} t={k}")
         if res.verdict is Verdict.UNSAT:
             lo, proof = k, call
         elif res.verdict is Verdict.SAT:
-            point = prober.shrink_cube(res.witness)
-            reach = g.cube_include(point)
-            if witness is None or reach <= g.cube_include(witness.point):
+            point = np.asarray(res.witness, dtype=np.float64)
+            a, b = max(lo, -1), smallest_holding(point, k)
+            while b - a > 1:  # pull the witness in with onnxruntime alone
+                mid = (a + b) // 2
+                cand = g.box(family(mid)).clip(point)
+                if inst.misclassified(cand):
+                    b, point = mid, cand
+                else:
+                    a = mid
+            if witness is None or b <= smallest_holding(witness.point, top):
                 witness = Witness("cube", point, call=call.index)
-            hi = min(hi, reach - 1, k - 1)
+            hi = min(hi, b - 1, k - 1)
         else:
             hi = k - 1
-    return _cube_result(prober, "apothem", lo, proof, lo + 1, witness)
+    return lo, proof, witness
+
+
+def find_apothem(prober: Prober, start: SearchResult | None = None) -> SearchResult:
+    """The grid-exact optimal cube: bisection for the lower bound, witness distance for the upper.
+
+    Each validated witness is first pulled towards x with onnxruntime alone, so one sat
+    answer usually cuts the interval far below its midpoint.
+    """
+    g = prober.grid
+    best, proof, witness = bisect_family(prober, g.cube_steps, g.diameter, "apothem")
+    return _cube_result(prober, "apothem", best, proof, best + 1, witness)
+
+
+def edge_steps(grid: Grid, t: int) -> np.ndarray:
+    """Steps of the box of side 2t steps around x, shifted (not clipped) into the domain where it can be.
+
+    A coordinate whose lower face reaches the boundary after r < t steps gets its upper face
+    moved 2t - r steps instead, so every edge is 2t steps long (or the whole domain).
+    """
+    lo_reach, hi_reach = grid.reach[0::2], grid.reach[1::2]
+    lower = np.minimum(np.maximum(t, 2 * t - hi_reach), lo_reach)
+    upper = np.minimum(np.maximum(t, 2 * t - lo_reach), hi_reach)
+    out = np.empty(2 * grid.n, dtype=np.int64)
+    out[0::2], out[1::2] = lower, upper
+    return out
+
+
+def search_fill(prober: Prober, start: SearchResult | None = None) -> SearchResult:
+    """Ours: raise the minimum edge: the largest t whose box ``max(start, edge box t)`` is certified.
+
+    Coordinates pinned to the domain boundary (a black pixel) have only one free face, so a
+    cube gives them half the edge of the others; this fills them up, with a bisection on t.
+    """
+    g = prober.grid
+    if start is None or not start.certified:
+        start = find_apothem(prober)
+        if not start.certified:
+            return start
+    base = start.steps.copy()
+
+    def family(t: int) -> np.ndarray:
+        return np.maximum(base, edge_steps(g, t))
+
+    top = int(max(g.reach.max(), 1))
+    best, proof, witness = bisect_family(prober, family, top, "fill", base=start.proof)
+    steps = family(best)
+    res = SearchResult("fill", True, g.box(steps), steps, proof if best > 0 else start.proof,
+                       cube_steps=start.cube_steps, cube_upper=start.cube_upper, exact=start.exact,
+                       witnesses=[w for w in start.witnesses if w.kind == "cube"])
+    return res
 
 
 def search_box_topdown(prober: Prober, start: SearchResult | None = None) -> SearchResult:

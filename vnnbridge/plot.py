@@ -1,0 +1,88 @@
+"""Drawing a certificate: the input, the box's lower and upper bounds and the slack per input.
+
+2-D and 3-D inputs (images) are drawn as images, anything else as bar charts. The slack of
+an input is min(x_i - lb_i, ub_i - x_i) over its faces that are not on the domain boundary
+(grey where both faces lie on the boundary). matplotlib is imported here only, with Agg.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vnnbridge.certificate import read_certificate
+
+__all__ = ["draw_certificate"]
+
+
+def _image_shape(shape: list[int], n: int) -> tuple[int, ...] | None:
+    dims = tuple(d for d in shape if d != 1)
+    if int(np.prod(dims or (1,))) != n:
+        return None
+    if len(dims) == 2:
+        return dims
+    if len(dims) == 3 and dims[0] in (1, 3, 4):
+        return dims
+    return None
+
+
+def _as_image(v: np.ndarray, dims: tuple[int, ...]) -> np.ndarray:
+    img = v.reshape(dims)
+    if img.ndim == 3:  # CHW: show the channel mean (bounds of different channels differ)
+        img = img.mean(axis=0)
+    return img
+
+
+def draw_certificate(folder: str | Path, output: str | Path) -> Path:
+    """Write a figure of the certificate in ``folder`` to ``output`` (PNG, PDF or SVG by suffix)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = read_certificate(folder)
+    x = np.array([float.fromhex(h) for h in data["input"]["hex"]])
+    lo = np.array([float.fromhex(h) for h in data["box"]["lower_hex"]])
+    hi = np.array([float.fromhex(h) for h in data["box"]["upper_hex"]])
+    dlo = np.array([float.fromhex(h) for h in data["domain"]["lower_hex"]])
+    dhi = np.array([float.fromhex(h) for h in data["domain"]["upper_hex"]])
+    slack = np.minimum(np.where(lo > dlo, x - lo, np.inf), np.where(hi < dhi, hi - x, np.inf))
+    slack = np.where(np.isinf(slack), np.nan, slack)
+    m = data["metrics"]
+    title = (f"{data['status']} ({data['method']}, label {data['label']}): apothem {m['apothem']:.4g}, "
+             f"edges min {m['min_edge']:.3g} / avg {m['avg_edge']:.3g} / max {m['max_edge']:.3g}, "
+             f"{data['call_count']} calls")
+    shape = data["input"].get("shape") or data["network"].get("input_shape") or [x.size]
+    dims = _image_shape(list(shape), x.size) or _image_shape(list(data["network"].get("input_shape", [])), x.size)
+    panels = [("input x", x, "gray"), ("lower bound", lo, "gray"), ("upper bound", hi, "gray"),
+              ("slack min(x-lb, ub-x)", slack, "viridis")]
+    if dims is not None:
+        fig, axes = plt.subplots(1, 4, figsize=(13, 3.8))
+        vmin, vmax = float(min(dlo.min(), x.min())), float(max(dhi.max(), x.max()))
+        for ax, (name, v, cmap) in zip(axes, panels):
+            cm = matplotlib.colormaps[cmap].copy()
+            cm.set_bad("lightgrey")
+            kw = {"vmin": vmin, "vmax": vmax} if cmap == "gray" else {"vmin": 0.0}
+            im = ax.imshow(_as_image(v, dims), cmap=cm, interpolation="nearest", **kw)
+            ax.set_title(name, fontsize=10)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    else:
+        fig, axes = plt.subplots(2, 1, figsize=(max(6.0, min(20.0, 0.25 * x.size)), 6), sharex=True)
+        idx = np.arange(x.size)
+        axes[0].bar(idx, hi - lo, bottom=lo, color="tab:blue", alpha=0.4, label="certified box")
+        axes[0].plot(idx, x, "k.", label="input x")
+        axes[0].set_ylabel("value")
+        axes[0].legend(fontsize=8)
+        axes[1].bar(idx, np.nan_to_num(slack, nan=0.0), color="tab:green")
+        axes[1].set_ylabel("slack")
+        axes[1].set_xlabel("input index")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,10 @@
+"""The method names the CLI offers (kept import-light so the parser builds fast)."""
+
+from __future__ import annotations
+
+__all__ = ["DEFAULT_DUAL", "DEFAULT_METHOD", "DUAL_NAMES", "METHOD_NAMES"]
+
+METHOD_NAMES = ("cube-topdown", "cube-bisect", "apothem", "box-topdown", "greedy", "grow", "fill")
+DUAL_NAMES = ("dual-faces", "dual-box", "dual-cube")
+DEFAULT_METHOD = "apothem+grow"
+DEFAULT_DUAL = "dual-faces"
