@@ -61,8 +61,7 @@ def draw_certificate(folder: str | Path, output: str | Path) -> Path:
         fig, axes = plt.subplots(1, 4, figsize=(13, 3.8))
         vmin, vmax = float(min(dlo.min(), x.min())), float(max(dhi.max(), x.max()))
         for ax, (name, v, cmap) in zip(axes, panels):
-            cm = matplotlib.colormaps[cmap].copy()
-            cm.set_bad("lightgrey")
+            cm = matplotlib.colormaps[cmap].with_extremes(bad="lightgrey")
             kw = {"vmin": vmin, "vmax": vmax} if cmap == "gray" else {"vmin": 0.0}
             im = ax.imshow(_as_image(v, dims), cmap=cm, interpolation="nearest", **kw)
             ax.set_title(name, fontsize=10)
