@@ -28,7 +28,7 @@ import numpy as np
 from vnnbridge.cache import atomic_write, cache_dir, sha256_bytes, sha256_file
 from vnnbridge.errors import InputError, ModelError
 
-__all__ = ["marabou_model", "prepare_model"]
+__all__ = ["compares_outputs_only", "marabou_model", "prepare_model"]
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,17 @@ def _strip_softmax(model: Any) -> bool:
     _rename_tensor(model, logits, out)
     log.info("removed the final %s: queries are about its input logits (argmax unchanged)",
              producer.op_type)
+    return True
+
+
+def compares_outputs_only(spec: Any) -> bool:
+    """Whether every output row of ``spec`` is ``y_i - y_j <= 0`` (what a final softmax preserves)."""
+    for case in spec.cases:
+        for poly in case.polytopes:
+            for row, bound in zip(poly.a, poly.b):
+                nonzero = sorted(c for c in row if c != 0.0)
+                if bound != 0.0 or nonzero != [-1.0, 1.0]:
+                    return False
     return True
 
 
@@ -328,8 +339,13 @@ def _compose(model: Any, mean: np.ndarray, std: np.ndarray) -> str:
     return "prepended as Mul/Add nodes"
 
 
-def prepare_model(path: str | Path, mean: Floats = None, std: Floats = None) -> Path:
-    """The model queries about ``path`` should use: no final softmax, normalisation composed in."""
+def prepare_model(path: str | Path, mean: Floats = None, std: Floats = None,
+                  strip_softmax: bool = True) -> Path:
+    """The model queries about ``path`` should use: no final softmax, normalisation composed in.
+
+    Removing the softmax keeps every comparison ``y_i <= y_j`` (softmax is monotone) but not
+    thresholds on probabilities; pass ``strip_softmax=False`` for specs with those.
+    """
     source = Path(path)
     if not source.is_file():
         raise InputError("no such ONNX file", path=str(source))
@@ -337,14 +353,16 @@ def prepare_model(path: str | Path, mean: Floats = None, std: Floats = None) -> 
     s = _vector(1.0 if std is None else std, "std")
     if np.any(s == 0.0):
         raise InputError("--std must not be zero")
-    key = sha256_bytes(f"{_PREPARE_VERSION}|{sha256_file(source)}|{m.tolist()}|{s.tolist()}".encode())
+    key = sha256_bytes(f"{_PREPARE_VERSION}|{sha256_file(source)}|{m.tolist()}|{s.tolist()}|"
+                       f"{strip_softmax}".encode())
     target = cache_dir("models") / f"{source.stem}-{key[:16]}.onnx"
     if target.is_file():
         return target
     model = _load(source)
-    changed = _strip_softmax(model)
+    changed = strip_softmax and _strip_softmax(model)
     reference = _load(source)
-    _strip_softmax(reference)  # the cross-check compares logits with logits
+    if strip_softmax:
+        _strip_softmax(reference)  # the cross-check compares logits with logits
     transform = None
     if np.any(m != 0.0) or np.any(s != 1.0):
         shape = _input_shape(model)

@@ -95,11 +95,11 @@ def load_network(path: str | Path) -> Network:
 
 
 def prepare_model(path: str | Path, mean: float | Sequence[float] | None = None,
-                  std: float | Sequence[float] | None = None) -> Path:
+                  std: float | Sequence[float] | None = None, strip_softmax: bool = True) -> Path:
     """The model a query about ``path`` uses: final softmax removed, ``mean``/``std`` composed in (cached)."""
     from vnnbridge.derived import prepare_model as derive
 
-    return derive(path, mean, std)
+    return derive(path, mean, std, strip_softmax)
 
 
 def marabou_model(path: str | Path) -> Path:

@@ -1,11 +1,118 @@
-"""CLI commands: oracles (registered by `add`)."""
+"""CLI commands: ``vnnbridge oracles`` (what can answer here) and ``vnnbridge query`` (ask one).
+
+``query --onnx NET --vnnlib PROP [--oracle NAME] [--timeout S] [--json] [--witness OUT]
+[--mean M.. --std S..]`` prints the verdict. Exit codes: 0 whenever a verdict was obtained
+(``timeout``, ``unknown`` and ``error`` from the tool included), 2 bad input, 3 an oracle
+that cannot run here.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import math
+from pathlib import Path
 
-__all__ = ["add"]
+__all__ = ["add", "list_oracles", "query"]
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_ORACLE = "embedded"
+_DEFAULT_TIMEOUT = 60.0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"the timeout must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _folder(text: str) -> tuple[str, str]:
+    kind, sep, folder = text.partition("=")
+    if not sep or not kind or not folder:
+        raise argparse.ArgumentTypeError(f"expected KIND=DIR, got {text!r}")
+    return kind, folder
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    """Register this group's subcommands (none yet)."""
+    """Register ``oracles`` and ``query``."""
+    o = sub.add_parser("oracles", help="list every oracle, whether it runs here, and its version",
+                       description="List the built-in oracles and those of the entry-point group "
+                       "vnnbridge.oracles, whether each is usable on this machine, and its version.")
+    o.add_argument("--json", action="store_true", help="print one JSON list of objects")
+    o.add_argument("--folder", action="append", type=_folder, default=[], metavar="KIND=DIR",
+                   help="check a folder-based oracle too, e.g. vnncomp=/opt/nnenum (repeatable)")
+    o.set_defaults(func=list_oracles)
+
+    q = sub.add_parser("query", help="ask one oracle one VNN-LIB query and print its verdict",
+                       description="Ask one oracle one query. Exit 0 whenever a verdict was obtained "
+                       "(timeout/unknown/error included), 2 bad input, 3 an oracle that cannot run here.")
+    q.add_argument("--onnx", required=True, help="the network (ONNX)")
+    q.add_argument("--vnnlib", required=True, help="the property (VNN-LIB 1.0 or 2.x, .gz too)")
+    q.add_argument("--oracle", default=_DEFAULT_ORACLE,
+                   help=f"NAME or KIND:DIR, see `vnnbridge oracles` (default {_DEFAULT_ORACLE})")
+    q.add_argument("--timeout", type=_seconds, default=_DEFAULT_TIMEOUT,
+                   help=f"seconds for the oracle (default {_DEFAULT_TIMEOUT:g})")
+    q.add_argument("--json", action="store_true",
+                   help="print one JSON object: verdict, seconds, oracle, version, reason, log, witness")
+    q.add_argument("--witness", metavar="OUT",
+                   help="write a sat witness here as ((X_0 v) ... (Y_0 v)), X flat C-order, Y from onnxruntime")
+    q.add_argument("--mean", type=float, nargs="+", metavar="M",
+                   help="input normalisation outside the graph: one value, or one per channel")
+    q.add_argument("--std", type=float, nargs="+", metavar="S", help="see --mean")
+    q.set_defaults(func=query)
+
+
+def list_oracles(args: argparse.Namespace) -> int:
+    """Print every oracle with its availability and version."""
+    from vnnbridge.oracles.registry import describe_oracles
+
+    infos = describe_oracles(dict(args.folder))
+    if args.json:
+        print(json.dumps([info.to_json() for info in infos]))
+        return 0
+    width = max(len(info.kind) for info in infos)
+    for info in infos:
+        state = "usable" if info.usable else "not usable"
+        detail = info.version if info.usable else info.note
+        print(f"{info.kind:<{width}}  {state:<10}  {detail}")
+    return 0
+
+
+def query(args: argparse.Namespace) -> int:
+    """Build the query, ask the oracle, print the verdict (and write the witness)."""
+    from vnnbridge.derived import compares_outputs_only
+    from vnnbridge.errors import InputError
+    from vnnbridge.network import load_network, prepare_model
+    from vnnbridge.oracles.base import Query, Verdict
+    from vnnbridge.oracles.registry import make_oracle
+    from vnnbridge.vnnlib.parser import parse_file
+
+    for option, path in (("--onnx", args.onnx), ("--vnnlib", args.vnnlib)):
+        if not Path(path).is_file():
+            raise InputError(f"{option}: no such file", path=path)
+    spec = parse_file(args.vnnlib)
+    # A final softmax only preserves comparisons between outputs; keep it for anything else.
+    onnx = prepare_model(args.onnx, args.mean, args.std, strip_softmax=compares_outputs_only(spec))
+    net = load_network(onnx)
+    if (spec.inputs, spec.outputs) != (net.inputs, net.outputs):
+        raise InputError(f"the property has {spec.inputs} inputs and {spec.outputs} outputs, the model "
+                         f"{net.inputs} and {net.outputs}", path=args.vnnlib)
+    oracle = make_oracle(args.oracle)
+    result = oracle.check(Query.build(onnx, spec), args.timeout)
+    if args.witness and result.verdict is Verdict.SAT and result.witness is not None:
+        from vnnbridge.cache import atomic_write
+        from vnnbridge.vnncomp.results import format_counterexample
+
+        atomic_write(args.witness, format_counterexample(result.witness, net.run(result.witness)))
+    if args.json:
+        print(json.dumps({**result.to_json(), "onnx": str(onnx), "vnnlib": str(args.vnnlib)}))
+    else:
+        reason = f" ({result.reason})" if result.reason and result.verdict is not Verdict.SAT else ""
+        print(f"{result.verdict.value}{reason}")
+    return 0
