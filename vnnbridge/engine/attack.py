@@ -7,6 +7,7 @@ at counterexamples. Gradients are back-propagated through the compiled `LayerNet
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +63,7 @@ def _gradients(net: LayerNet, x: np.ndarray, coef: np.ndarray) -> tuple[np.ndarr
 
 def pgd(net: LayerNet, obj: Objective, lo: np.ndarray, hi: np.ndarray, x0: np.ndarray,
         steps: int, rng: np.random.Generator, step0: float = 0.5, step_end: float = 0.005,
-        stop_below: float = 0.0) -> tuple[np.ndarray, float]:
+        stop_below: float = 0.0, deadline: float = np.inf) -> tuple[np.ndarray, float]:
     """The best point found from the starts ``x0`` (n, inputs) and its float64 loss."""
     x = np.clip(np.atleast_2d(x0), lo, hi)
     width = hi - lo
@@ -73,7 +74,7 @@ def pgd(net: LayerNet, obj: Objective, lo: np.ndarray, hi: np.ndarray, x0: np.nd
         i = int(np.argmin(loss))
         if loss[i] < best_v:
             best_v, best_x = float(loss[i]), x[i].copy()
-        if best_v < stop_below or t == steps:
+        if best_v < stop_below or t == steps or time.perf_counter() > deadline:
             break
         _, g = _gradients(net, x, obj.c[rows])
         frac = step0 * (step_end / step0) ** (t / max(1, steps - 1))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from vnnbridge.engine.bounds import LayerBounds
+from vnnbridge.engine.bounds import LayerBounds, relaxation
 from vnnbridge.engine.graph import LayerNet
 
 __all__ = ["Encoding", "MilpOutcome", "MilpStatus", "encode", "milp_size", "solve_polytope"]
@@ -226,7 +226,7 @@ def solve_polytope(net: LayerNet, bounds: LayerBounds, c: np.ndarray, d: np.ndar
         return _mip(enc, time_limit)
     if method != "bab":
         raise ValueError(f"unknown MILP method {method!r}")
-    return _branch_and_bound(net, enc, good, deadline)
+    return _branch_and_bound(net, enc, good, deadline, _reach(net, bounds, c))
 
 
 def _drop_tiny(a: sp.csr_array, rlo: np.ndarray, rhi: np.ndarray, lo: np.ndarray,
@@ -294,7 +294,8 @@ def _mip(enc: Encoding, time_limit: float) -> MilpOutcome:
     return MilpOutcome(MilpStatus.FAILED, message=message)
 
 
-def _branch_and_bound(net: LayerNet, enc: Encoding, good: float, deadline: float) -> MilpOutcome:
+def _branch_and_bound(net: LayerNet, enc: Encoding, good: float, deadline: float,
+                      reach: list[np.ndarray]) -> MilpOutcome:
     """Depth-first branch and bound over the δ columns, one warm-started LP per node.
 
     Fixing δ to 1 (0) turns the big-M rows into ``a = z >= 0`` (``a = 0 >= z``): the node is the
@@ -306,18 +307,16 @@ def _branch_and_bound(net: LayerNet, enc: Encoding, good: float, deadline: float
 
     ms = highspy.HighsModelStatus
     h = _model(enc, integer=False)
+    # HiGHS's clock adds up over the runs of one model: one budget for all nodes.
+    h.setOptionValue("time_limit", max(0.01, deadline - time.perf_counter()))
     cols = np.concatenate([first + np.arange(units.size) for first, units in enc.binaries]) \
         if enc.binaries else np.zeros(0, dtype=np.intp)
     cols = cols.astype(np.int32)
     n_bin = cols.size
     # Branch where the relaxation costs most: the gap times the unit's reach to the objective.
-    weight = np.ones(n_bin)
-    if enc.binaries and enc.binaries[-1][1].size:
-        first, units = enc.binaries[-1]
-        col0 = enc.offsets[-1]
-        reach = np.abs(enc.cost[col0 + units]) if enc.cutoff_row is not None else \
-            np.abs(enc.a[enc.a.shape[0] - enc.n_rows_obj:, col0 + units].toarray()).max(axis=0)
-        weight[n_bin - units.size:] = np.maximum(reach, 1e-12)
+    weight = np.concatenate([reach[k][units] for k, (_, units) in enumerate(enc.binaries)]) \
+        if enc.binaries else np.zeros(0)
+    weight = np.maximum(weight, 1e-12)
     best: MilpOutcome | None = None
     stack: list[np.ndarray] = [np.full(n_bin, -1, dtype=np.int8)]  # -1 free, 0/1 fixed
     nodes = 0
@@ -330,7 +329,6 @@ def _branch_and_bound(net: LayerNet, enc: Encoding, good: float, deadline: float
             lo = np.where(fix == 1, 1.0, 0.0)
             hi = np.where(fix == 0, 0.0, 1.0)
             h.changeColsBounds(n_bin, cols, lo, hi)
-        h.setOptionValue("time_limit", max(0.01, deadline - time.perf_counter()))
         h.run()
         status = h.getModelStatus()
         if status == ms.kInfeasible:
@@ -361,6 +359,19 @@ def _branch_and_bound(net: LayerNet, enc: Encoding, good: float, deadline: float
     if best is not None:
         return best
     return MilpOutcome(MilpStatus.INFEASIBLE, message=f"{nodes} nodes")
+
+
+def _reach(net: LayerNet, bounds: LayerBounds, c: np.ndarray) -> list[np.ndarray]:
+    """Per ReLU layer: how strongly each unit's output moves the objective rows (back-substitution
+    through the relaxed network, the largest magnitude over rows)."""
+    lam = np.atleast_2d(c)
+    out: list[np.ndarray] = [np.zeros(0)] * len(net.relus)
+    for k in range(len(net.relus), 0, -1):
+        lam = net.affines[k].op.backward(lam)  # on the outputs of ReLU layer k - 1
+        out[k - 1] = np.abs(lam).max(axis=0)
+        sl, su, _ = relaxation(bounds.lower[k - 1], bounds.upper[k - 1], net.relus[k - 1])
+        lam = np.maximum(lam, 0.0) * sl + np.minimum(lam, 0.0) * su
+    return out
 
 
 def _relu_gaps(net: LayerNet, enc: Encoding, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -184,6 +184,10 @@ class ConvOp(LinearOp):
         x = x[:, :, top:top + h, left:left + w]
         return x.reshape(a.shape[0], -1).numpy()
 
+    def nnz(self) -> int:
+        """The number of nonzeros of the matrix (an upper bound, padding ignored)."""
+        return int(self.out_size * self.weight[0].size)
+
     def matrix(self) -> sp.csr_array:
         """The sparse matrix, built from the convolution of identity blocks."""
         blocks = []

@@ -90,10 +90,10 @@ class EmbeddedOracle:
         self.atol, self.rtol, self.max_binaries, self.method = atol, rtol, max_binaries, method
 
     def version(self) -> str:
-        """The vnnbridge version and the HiGHS front end."""
-        import scipy
+        """The vnnbridge version and the HiGHS binding's."""
+        from importlib.metadata import version
 
-        return f"vnnbridge {vnnbridge.__version__} (HiGHS via scipy {scipy.__version__})"
+        return f"vnnbridge {vnnbridge.__version__} (highspy {version('highspy')})"
 
     def check(self, query: Query, timeout: float) -> OracleResult:
         """Decide ``query.spec`` on ``query.onnx`` within ``timeout`` seconds."""
@@ -175,13 +175,15 @@ class _Run:
                step0: float = 0.5, step_end: float = 0.005) -> np.ndarray | None:
         """PGD from ``x0``; the best point if onnxruntime confirms it."""
         target = -self.o.atol  # aim a little past the boundary so that float32 agrees
-        x, v = pgd(self.net, obj, lo, hi, x0, steps, self.rng, step0, step_end, stop_below=target)
+        x, v = pgd(self.net, obj, lo, hi, x0, steps, self.rng, step0, step_end, stop_below=target,
+                   deadline=self.deadline)
         if v <= 0.0:
             found = self.confirm(x)
             if found is not None:
                 return found
             # On the boundary in float64: push further inside the violating region.
-            x, v = pgd(self.net, obj, lo, hi, x[None, :], steps, self.rng, 1e-3, 1e-6, stop_below=10 * target)
+            x, v = pgd(self.net, obj, lo, hi, x[None, :], steps, self.rng, 1e-3, 1e-6, stop_below=10 * target,
+                       deadline=self.deadline + 1.0)  # a confirmed near-miss deserves its polish
             if v <= 0.0:
                 return self.confirm(x)
         return None
