@@ -17,12 +17,14 @@ import os
 from pathlib import Path
 from typing import Mapping
 
+import numpy as np
+
 from vnnbridge.cache import atomic_write, cache_dir, sha256_bytes, sha256_file
 from vnnbridge.errors import OracleProtocolError, OracleUnavailable
 from vnnbridge.oracles.base import OracleResult, Query, Verdict
 from vnnbridge.oracles.process import DEFAULT_GRACE, CompletedRun, call_dir, run_command
 
-__all__ = ["DEFAULT_CATEGORY", "PREPARE_TIMEOUT", "ScriptOracle"]
+__all__ = ["DEFAULT_CATEGORY", "PREPARE_TIMEOUT", "ScriptOracle", "result_from_file"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,33 @@ DEFAULT_CATEGORY = "vnnbridge"
 PREPARE_TIMEOUT = 600.0
 # Tools start slowly (torch, CUDA probing): seconds allowed past the timeout they were given.
 _SLACK = 15.0
+
+
+def result_from_file(run: CompletedRun, results: Path, *, oracle: str, version: str,
+                     words: Mapping[str, Verdict] | None = None, tool: str = "the tool",
+                     slack: float = 0.0) -> OracleResult:
+    """The verdict of one tool run that answers in a VNN-COMP result file (shared by the adapters).
+
+    A run killed at its deadline is TIMEOUT; a non-zero exit, an unreadable file or a word
+    outside ``words`` (default: the competition's) is ERROR with the reason; a sat carries the
+    file's X values as its (still unvalidated) witness.
+    """
+    from vnnbridge.vnncomp.results import RESULT_WORDS, read_result
+
+    base: dict = dict(oracle=oracle, version=version, seconds=run.seconds, log=run.log)
+    if run.timed_out:
+        return OracleResult(Verdict.TIMEOUT, reason=f"killed {run.seconds:.1f} s after start "
+                            f"({slack:g} s past its timeout)", **base)
+    if run.returncode != 0:
+        return OracleResult(Verdict.ERROR, reason=f"{tool} exited with code {run.returncode}: {run.tail()}",
+                            **base)
+    try:
+        parsed = read_result(results, words or RESULT_WORDS)
+    except OracleProtocolError as exc:
+        return OracleResult(Verdict.ERROR, reason=f"{exc.message}; log: {run.tail(200)}", **base)
+    witness: np.ndarray | None = parsed.x
+    reason = "" if parsed.verdict in (Verdict.SAT, Verdict.UNSAT) else run.tail(200)
+    return OracleResult(parsed.verdict, witness=witness, reason=reason, **base)
 
 
 def _command(script: Path) -> list[str]:
@@ -101,21 +130,10 @@ class ScriptOracle:
             return OracleResult(Verdict.ERROR, reason=failure, **base)
         folder = call_dir(self.kind, query.sha256)
         results = folder / "results.txt"
-        from vnnbridge.vnncomp.results import NO_RESULT, read_result
+        from vnnbridge.vnncomp.results import NO_RESULT
 
         results.write_text(NO_RESULT + "\n")  # as the harness does: silence is not a verdict
         run = self._run([*_command(self.run_script), "v1", self.category, str(query.onnx),
                          str(query.vnnlib), str(results), f"{timeout:g}"], timeout, folder / "run.log")
-        base.update(seconds=run.seconds, log=run.log)
-        if run.timed_out:
-            return OracleResult(Verdict.TIMEOUT, reason=f"killed {run.seconds:.1f} s after start "
-                                f"(timeout {timeout:g} s + {self.slack:g} s slack)", **base)
-        if run.returncode != 0:
-            return OracleResult(Verdict.ERROR, reason=f"run_instance.sh exited with code "
-                                f"{run.returncode}: {run.tail()}", **base)
-        try:
-            parsed = read_result(results)
-        except OracleProtocolError as exc:
-            return OracleResult(Verdict.ERROR, reason=f"{exc.message}; log: {run.tail(200)}", **base)
-        reason = "" if parsed.verdict in (Verdict.SAT, Verdict.UNSAT) else run.tail(200)
-        return OracleResult(parsed.verdict, witness=parsed.x, reason=reason, **base)
+        return result_from_file(run, results, oracle=self.name, version=base["version"],
+                                tool="run_instance.sh", slack=self.slack)

@@ -21,7 +21,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -91,8 +91,8 @@ def parse_counterexample(text: str) -> tuple[np.ndarray | None, np.ndarray | Non
     return _vector(found["X"], "X"), _vector(found["Y"], "Y")
 
 
-def parse_result(text: str) -> ResultFile:
-    """Read a result file's text; raises OracleProtocolError for a word the table does not know."""
+def parse_result(text: str, words: Mapping[str, Verdict] = RESULT_WORDS) -> ResultFile:
+    """Read a result file's text; raises OracleProtocolError for a word the table ``words`` does not know."""
     stripped = text.strip()
     if not stripped:
         raise OracleProtocolError("the result file is empty")
@@ -100,22 +100,22 @@ def parse_result(text: str) -> ResultFile:
     word = first.strip()
     if word == NO_RESULT:
         raise OracleProtocolError("the tool wrote no result (the file still says no_result_in_file)")
-    if word not in RESULT_WORDS:
+    if word not in words:
         raise OracleProtocolError(f"unknown result word {word[:80]!r}")
-    verdict = RESULT_WORDS[word]
+    verdict = words[word]
     if verdict is not Verdict.SAT:
         return ResultFile(verdict, word)
     x, y = parse_counterexample(rest)
     return ResultFile(verdict, word, x, y)
 
 
-def read_result(path: str | Path) -> ResultFile:
+def read_result(path: str | Path, words: Mapping[str, Verdict] = RESULT_WORDS) -> ResultFile:
     """Read a result file; a missing or unreadable one is an OracleProtocolError."""
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise OracleProtocolError(f"cannot read the result file: {exc.strerror or exc}") from None
-    return parse_result(text)
+    return parse_result(text, words)
 
 
 def _num(value: float) -> str:
