@@ -20,7 +20,7 @@ import logging
 import numpy as np
 
 from vnnbridge.oracles.base import Verdict
-from vnnbridge.search.base import Call, Prober, SearchResult, Witness
+from vnnbridge.search.base import BudgetExhausted, Call, Prober, SearchResult, Witness
 
 __all__ = ["search_greedy", "search_grow"]
 
@@ -40,6 +40,7 @@ class _Faces:
         self.cap = self.grid.reach.copy()
         self.witness: dict[int, Witness] = {}
         self.stuck: set[int] = set()
+        self.unfinished = False  # the call budget ran out before every face stopped
 
     def ensure_start(self) -> bool:
         """Certify the starting box when no earlier search did (the point x, usually)."""
@@ -108,6 +109,9 @@ class _Faces:
             if self.cur[face] == self.cap[face] and self.cap[face] < g.reach[face]:
                 res.witnesses.append(w)
         res.stuck_faces = sorted(self.stuck)
+        if self.unfinished:
+            res.stuck_faces = sorted(self.stuck | set(self.open()))
+            res.notes.append("call budget spent: faces still open are listed as stuck")
         return res
 
 
@@ -139,8 +143,18 @@ def _next_target(state: _Faces, face: int, step: str) -> int:
 
 def search_greedy(prober: Prober, start: SearchResult | None = None) -> SearchResult:
     """The baseline: grow one face per oracle call (``--order dfs|bfs``, ``--step linear|bisect``)."""
-    opts, state = prober.options, _Faces(prober, start)
+    state = _Faces(prober, start)
     ok = state.ensure_start()
+    try:
+        _greedy_loop(prober, state, ok)
+    except BudgetExhausted as exc:
+        log.warning("greedy: %s; the box so far is certified but not maximal", exc)
+        state.unfinished = True
+    return state.result("greedy", ok)
+
+
+def _greedy_loop(prober: Prober, state: _Faces, ok: bool) -> None:
+    opts = prober.options
     if ok:
         if opts.order == "dfs":
             for face in range(2 * prober.grid.n):
@@ -151,7 +165,6 @@ def search_greedy(prober: Prober, start: SearchResult | None = None) -> SearchRe
                 for face in open_faces:
                     if state.cur[face] < state.cap[face]:
                         _probe_one(state, face, _next_target(state, face, opts.step), "greedy")
-    return state.result("greedy", ok)
 
 
 def search_grow(prober: Prober, start: SearchResult | None = None) -> SearchResult:
@@ -215,6 +228,10 @@ def search_grow(prober: Prober, start: SearchResult | None = None) -> SearchResu
         attempt(group[:half])
         attempt(group[half:])
 
-    while ok and (open_faces := state.open()):
-        attempt(open_faces)
+    try:
+        while ok and (open_faces := state.open()):
+            attempt(open_faces)
+    except BudgetExhausted as exc:
+        log.warning("grow: %s; the box so far is certified but not maximal", exc)
+        state.unfinished = True
     return state.result("grow", ok)

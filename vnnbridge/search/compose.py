@@ -1,7 +1,8 @@
 """Method names, compositions ``A+B`` (B continues from A's certified box) and one entry point.
 
-``apothem+grow`` is the default: the grid-exact optimal cube, then grown to a box that is
-maximal face by face (see docs/certify.md for why it wins on certificate quality per call).
+``apothem`` is the default: the grid-exact optimal cube in about log2(diameter/delta) calls;
+``apothem+grow`` grows it to a box that is maximal face by face, at many more calls (see
+docs/certify.md for the measurements behind this choice).
 """
 
 from __future__ import annotations

@@ -6,5 +6,5 @@ __all__ = ["DEFAULT_DUAL", "DEFAULT_METHOD", "DUAL_NAMES", "METHOD_NAMES"]
 
 METHOD_NAMES = ("cube-topdown", "cube-bisect", "apothem", "box-topdown", "greedy", "grow", "fill")
 DUAL_NAMES = ("dual-faces", "dual-box", "dual-cube")
-DEFAULT_METHOD = "apothem+grow"
+DEFAULT_METHOD = "apothem"
 DEFAULT_DUAL = "dual-faces"
