@@ -1,7 +1,8 @@
 """The oracle registry: explicit, lazy and open (entry-point group ``vnnbridge.oracles``).
 
 An oracle is named by a string: ``embedded``, ``marabou``, or ``KIND:ARG`` such as
-``vnncomp:/path/to/tool`` or ``abcrown:/path/to/alpha-beta-CROWN``. ``make_oracle`` returns it
+``vnncomp:/path/to/tool`` or ``abcrown:/path/to/alpha-beta-CROWN``; a folder kind named
+bare (``abcrown``) takes its folder from ``$VNNBRIDGE_ABCROWN`` (likewise for the others). ``make_oracle`` returns it
 wrapped so that every SAT witness is re-validated with onnxruntime before anyone sees it.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -86,6 +88,12 @@ class Validating:
 def make_oracle(spec: str, **options: Any) -> Oracle:
     """Build the oracle named by ``spec`` (``NAME`` or ``NAME:ARG``), witness-validating."""
     kind, _, arg = spec.partition(":")
+    if kind in NEEDS_FOLDER and not arg:
+        # A folder kind named bare takes its folder from $VNNBRIDGE_<KIND> (e.g. VNNBRIDGE_ABCROWN).
+        arg = os.environ.get(f"VNNBRIDGE_{kind.upper()}", "")
+        if not arg:
+            raise OracleUnavailable(f"oracle {kind!r} needs a folder: name it as {kind}:DIR "
+                                    f"or set VNNBRIDGE_{kind.upper()}")
     cls = oracle_class(kind)
     inner = cls(arg, **options) if arg else cls(**options)
     return Validating(inner)
@@ -133,7 +141,7 @@ def describe_oracles(folders: dict[str, str] | None = None) -> list[OracleInfo]:
     for kind in oracle_kinds():
         target = BUILTIN.get(kind) or next(
             (ep.value for ep in entry_points(group="vnnbridge.oracles", name=kind)), "")
-        if kind in NEEDS_FOLDER and kind not in folders:
+        if kind in NEEDS_FOLDER and kind not in folders and not os.environ.get(f"VNNBRIDGE_{kind.upper()}"):
             infos.append(OracleInfo(kind, target, False, "", f"name it as {kind}:DIR"))
             continue
         spec = f"{kind}:{folders[kind]}" if kind in folders else kind
