@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -25,6 +26,11 @@ class Box:
     def __post_init__(self) -> None:
         if len(self.lower) != len(self.upper):
             raise ValueError(f"a box needs bounds of equal length, got {len(self.lower)} and {len(self.upper)}")
+        # C-level checks first (parsing a 100 MB property builds millions of bounds); the loop
+        # below only runs to name the first bad bound.
+        if (all(map(math.isfinite, self.lower)) and all(map(math.isfinite, self.upper))
+                and all(map(operator.le, self.lower, self.upper))):
+            return
         for i, (lo, hi) in enumerate(zip(self.lower, self.upper)):
             if not (math.isfinite(lo) and math.isfinite(hi)):
                 raise ValueError(f"box bound {i} is not finite: [{lo!r}, {hi!r}]")

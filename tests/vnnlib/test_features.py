@@ -142,3 +142,36 @@ def test_input_bound_through_a_linear_term_is_exact_or_refused() -> None:
     head = "(declare-const X_0 Real)(declare-const Y_0 Real)(assert (<= Y_0 0))"
     spec = parse(head + "(assert (<= (* 2 X_0) 1))(assert (<= (* -4 X_0) 1))")
     assert spec.cases[0].box.lower == (-0.25,) and spec.cases[0].box.upper == (0.5,)
+
+
+def test_shapes_that_do_not_fit_are_read_by_the_general_rules() -> None:
+    # "(and (and))" passes the whole-shape terminal's parenthesis check but holds no comparison.
+    spec = parse("(declare-const X_0 Real)(declare-const Y_0 Real)(assert (>= X_0 0))(assert (<= X_0 1))"
+                 "(assert (or (and (and)) (and (<= Y_0 1))))")
+    assert cases(spec) == [([0.0], [1.0], [([], []), ([[1.0]], [1.0])])]
+
+
+def test_column_fast_path_agrees_with_the_loop(monkeypatch: pytest.MonkeyPatch, shared: Path) -> None:
+    from vnnbridge.vnnlib import parser
+
+    paths = sorted(OK.glob("*.vnnlib")) + sorted((shared / "vnnlib-corpus").glob("[!v]*/*.vnnlib"))
+    fast = {p.name: parse_file(p) for p in paths}
+    monkeypatch.setattr(parser._ToSpec, "_fill_bulk", lambda *args: False)
+    for p in paths:
+        slow = parse_file(p)
+        assert slow == fast[p.name] and bits(slow) == bits(fast[p.name]), p.name
+
+
+def test_a_disjunction_larger_than_one_chunk(tmp_path: Path) -> None:
+    from vnnbridge.box import Box
+    from vnnbridge.vnnlib.model import Case, Polytope
+    from vnnbridge.vnnlib.parser import _CHUNK
+
+    n = 40
+    poly = (Polytope(((1.0, -1.0),), (0.0,)),)
+    spec = Spec(n, 2, tuple(Case(Box(tuple(k + i / 7 for i in range(n)), tuple(k + i / 7 + 0.5 for i in range(n))),
+                                 poly) for k in range(1500)))
+    text = write(spec)
+    assert len(text) > 2 * _CHUNK
+    again = parse(text)
+    assert again == spec and bits(again) == bits(spec)

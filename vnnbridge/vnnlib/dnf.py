@@ -16,7 +16,7 @@ import operator
 import struct
 from fractions import Fraction
 from itertools import product
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from vnnbridge.box import Box
 from vnnbridge.errors import SpecError
@@ -247,7 +247,7 @@ class SpecBuilder:
                          f"(several (assert (or ...)) are cross-multiplied)", where)
         self.segments.append(dnf)
 
-    def build(self, inputs: int, outputs: int, positions: dict[str, tuple[int, int]] | None = None) -> Spec:
+    def build(self, inputs: int, outputs: int, positions: Mapping[str, tuple[int, int]] | None = None) -> Spec:
         """The spec: one `Case` per distinct input box, its polytopes in file order."""
         segments = self.segments or [[Conjunction()]]
         pack = struct.Struct(f"<{2 * inputs}d").pack
@@ -268,7 +268,7 @@ class SpecBuilder:
             rows = combo[0].rows if len(combo) == 1 else [r for c in combo for r in c.rows]
             entry[2].append(self._polytope(rows, outputs))
         cases = tuple(Case(Box(tuple(lo), tuple(hi)), tuple(polys)) for lo, hi, polys in groups.values())
-        return Spec(inputs, outputs, cases, positions or {})
+        return Spec(inputs, outputs, cases, positions if positions is not None else {})
 
     def _box(self, bounded: list[Conjunction], inputs: int) -> tuple[list[float], list[float]]:
         lo = [-_INF] * inputs
