@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Sequence
 
 from vnnbridge.cache import atomic_write, sha256_bytes
-from vnnbridge.errors import InputError
+from vnnbridge.errors import InputError, VnnbridgeError
 from vnnbridge.vnncomp.export import read_instances
 from vnnbridge.vnncomp.scoring import CORRECT_POINTS, WRONG_POINTS
 
@@ -166,7 +166,7 @@ def run_one(oracle: str, category: str, onnx: Path, vnnlib: Path, timeout: float
     outcome = Outcome(oracle, category, Path(onnx), Path(vnnlib), timeout, prep.seconds, word, run.seconds,
                       results, reason=reason or ("" if run.returncode == 0 else f"exit {run.returncode}"))
     if word == "sat":
-        ok, why = _check_witness(results, onnx, vnnlib)
+        ok, why = _check_witness(results, Path(cwd) / onnx, Path(cwd) / vnnlib)
         outcome = replace(outcome, witness_ok=ok, wrong=not ok, reason=why or outcome.reason)
     return outcome
 
@@ -181,7 +181,7 @@ def _check_witness(results: Path, onnx: Path, vnnlib: Path) -> tuple[bool, str]:
         answer = read_result(results)
         net = load_network(onnx)
         spec = parse_file(vnnlib)
-    except (InputError, ValueError) as exc:
+    except (VnnbridgeError, ValueError) as exc:
         return False, f"witness unreadable: {exc}"
     if answer.x is None:
         return False, "sat without a witness"

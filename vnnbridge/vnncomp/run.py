@@ -150,7 +150,7 @@ def write_answer(path: Path, answer: Answer) -> None:
 
     x = None if answer.x is None else np.asarray(answer.x, dtype=np.float64).ravel()
     y = None if answer.y is None else np.asarray(answer.y, dtype=np.float64).ravel()
-    write_result(path, answer.verdict.value, x, y)
+    write_result(path, answer.verdict, x, y)
 
 
 def _load_spec(path: Path):  # -> Spec; the parser module is imported lazily (it builds its LALR table)
