@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vnnbridge.errors import VnnbridgeError
 from vnnbridge.inputs import load_input
 from vnnbridge.oracles.registry import make_oracle
 from vnnbridge.search.base import Instance, SearchOptions
@@ -149,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
                     for method in args.methods.split(","):
                         if (dataset, image.stem, method, args.oracle) in done:
                             continue
-                        row = _run_one(dataset, image, method, dual, args.oracle, options)
+                        try:
+                            row = _run_one(dataset, image, method, dual, args.oracle, options)
+                        except VnnbridgeError as exc:
+                            print(f"{dataset} {image.stem} {method}: {exc}", file=sys.stderr, flush=True)
+                            continue
                         writer.writerow(row)
                         stream.flush()
                         os.fsync(stream.fileno())

@@ -27,6 +27,7 @@ from vnnbridge.oracles.base import Oracle, OracleResult, Query, Verdict
 from vnnbridge.vnnlib.model import membership_spec, robustness_spec
 
 __all__ = [
+    "BudgetExhausted",
     "Call",
     "Counted",
     "Grid",
@@ -35,6 +36,8 @@ __all__ = [
     "SearchOptions",
     "SearchResult",
     "Witness",
+    "classified_as",
+    "faces_of",
     "grid_delta",
     "misclassified",
 ]
@@ -324,9 +327,14 @@ class Prober:
         self.calls: list[Call] = []
         self.on_call = on_call
         self._lock = threading.Lock()
+        self._budget_from = 0
+
+    def begin(self) -> None:
+        """Start a new search phase: the call budget counts from here."""
+        self._budget_from = len(self.calls)
 
     def _ask(self, purpose: str, box: Box, note: str) -> tuple[OracleResult, Call]:
-        if len(self.calls) >= self.options.max_calls:
+        if len(self.calls) - self._budget_from >= self.options.max_calls:
             raise BudgetExhausted(f"call budget of {self.options.max_calls} spent")
         inst = self.instance
         spec = (robustness_spec(box, inst.label, inst.outputs, inst.margin) if purpose == "robust"

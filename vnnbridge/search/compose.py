@@ -19,7 +19,8 @@ from vnnbridge.search.dual import search_dual_box, search_dual_cube, search_dual
 from vnnbridge.search.topdown import (find_apothem, search_box_topdown, search_cube_bisect, search_cube_topdown,
                                       search_fill)
 
-__all__ = ["DEFAULT_DUAL", "DEFAULT_METHOD", "DUALS", "METHODS", "certify", "run_dual", "run_method"]
+__all__ = ["CONTINUING", "DEFAULT_DUAL", "DEFAULT_METHOD", "DUALS", "METHODS", "certify", "parse_method", "run_dual",
+           "run_method"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def run_method(name: str, prober: Prober) -> SearchResult:
     """
     result: SearchResult | None = None
     for part in parse_method(name):
+        prober.begin()
         try:
             nxt = METHODS[part](prober, result)
         except BudgetExhausted as exc:
@@ -83,6 +85,7 @@ def run_dual(name: str, prober: Prober, start: SearchResult | None) -> SearchRes
     """Run dual method ``name`` (optionally knowing a certified box inside the answer)."""
     if name not in DUALS:
         raise InputError(f"unknown dual {name!r}; known: {', '.join(sorted(DUALS))}")
+    prober.begin()
     return DUALS[name](prober, start)
 
 

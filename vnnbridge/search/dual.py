@@ -21,7 +21,7 @@ import numpy as np
 
 from vnnbridge.box import Box
 from vnnbridge.oracles.base import Verdict
-from vnnbridge.search.base import Prober, SearchResult, Witness
+from vnnbridge.search.base import BudgetExhausted, Prober, SearchResult, Witness
 
 __all__ = ["search_dual_box", "search_dual_cube", "search_dual_faces"]
 
@@ -76,7 +76,11 @@ def _face(prober: Prober, face: int, lo: int, linear: bool) -> tuple[int, Witnes
     exact = True
     while lo < hi:
         k = lo if linear else (lo + hi) // 2
-        res, call = prober.member(_slab(prober, face, k), f"dual face={face} step={k}")
+        try:
+            res, call = prober.member(_slab(prober, face, k), f"dual face={face} step={k}")
+        except BudgetExhausted:
+            return reach, witness, False  # the boundary is always a valid face of J
+
         if res.verdict is Verdict.UNSAT:
             hi = k
         elif res.verdict is Verdict.SAT:
@@ -145,13 +149,20 @@ def search_dual_cube(prober: Prober, start: SearchResult | None = None) -> Searc
         for face in range(2 * g.n):
             if g.reach[face] <= k:
                 continue  # the cube already reaches the boundary there: nothing lies beyond it
-            res, call = prober.member(_slab(prober, face, k), f"dual-cube k={k} face={face}")
+            try:
+                res, call = prober.member(_slab(prober, face, k), f"dual-cube k={k} face={face}")
+            except BudgetExhausted:
+                lo, exact = g.diameter, False  # give up: the whole domain is a valid (loose) dual
+                break
             if res.verdict is Verdict.SAT:
                 found = Witness("member", np.asarray(res.witness, dtype=np.float64), face=face, call=call.index)
                 break
             if res.verdict is not Verdict.UNSAT:
                 found, exact = Witness("member", inst.x, face=None), False
                 break
+        if lo >= g.diameter:
+            hi = g.diameter
+            break
         if found is None:
             hi = k
         else:
