@@ -27,7 +27,6 @@ from vnnbridge.errors import InputError, ModelError
 __all__ = ["LoadedInput", "load_input", "normalizing_model"]
 
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-_SEPARATORS = re.compile(r"[\s,;]+")
 
 
 @dataclass(frozen=True)
