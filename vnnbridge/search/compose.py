@@ -17,7 +17,7 @@ from vnnbridge.search.bottomup import search_greedy, search_grow
 from vnnbridge.search.names import DEFAULT_DUAL, DEFAULT_METHOD
 from vnnbridge.search.dual import search_dual_box, search_dual_cube, search_dual_faces
 from vnnbridge.search.topdown import (find_apothem, search_box_topdown, search_cube_bisect, search_cube_topdown,
-                                      search_fill)
+                                      search_edge, search_fill)
 
 __all__ = ["CONTINUING", "DEFAULT_DUAL", "DEFAULT_METHOD", "DUALS", "METHODS", "certify", "parse_method", "run_dual",
            "run_method"]
@@ -34,6 +34,7 @@ METHODS: dict[str, Search] = {
     "greedy": search_greedy,
     "grow": search_grow,
     "fill": search_fill,
+    "edge": search_edge,
 }
 # Methods that can continue from an earlier certified box (the B of ``A+B``).
 CONTINUING = frozenset({"greedy", "grow", "fill"})

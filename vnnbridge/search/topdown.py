@@ -18,7 +18,7 @@ from vnnbridge.oracles.base import Verdict
 from vnnbridge.search.base import Call, Grid, Prober, SearchResult, Witness
 
 __all__ = ["bisect_family", "edge_steps", "find_apothem", "search_box_topdown", "search_cube_bisect",
-           "search_cube_topdown", "search_fill"]
+           "search_cube_topdown", "search_edge", "search_fill"]
 
 log = logging.getLogger(__name__)
 
@@ -152,29 +152,56 @@ def edge_steps(grid: Grid, t: int) -> np.ndarray:
     return out
 
 
-def search_fill(prober: Prober, start: SearchResult | None = None) -> SearchResult:
-    """Ours: raise the minimum edge: the largest t whose box ``max(start, edge box t)`` is certified.
+def search_edge(prober: Prober, start: SearchResult | None = None) -> SearchResult:
+    """The largest box of side 2t steps around x, shifted into the domain: the best minimum edge of its kind.
 
-    Coordinates pinned to the domain boundary (a black pixel) have only one free face, so a
-    cube gives them half the edge of the others; this fills them up, with a bisection on t.
+    A cube gives coordinates pinned to the domain boundary (a black pixel) only half the edge
+    of the others; this family gives every coordinate the same edge 2t, at the price of a
+    smaller apothem than the optimal cube's. Same bisection as ``apothem``.
+    """
+    g = prober.grid
+    best, proof, witness = bisect_family(prober, lambda t: edge_steps(g, t), g.diameter, "edge")
+    certified = proof is not None and best >= 0
+    steps = edge_steps(g, best) if certified else np.zeros(2 * g.n, dtype=np.int64)
+    return SearchResult("edge", certified, g.box(steps), steps, proof if certified else None)
+
+
+def _free_faces(prober: Prober, start: SearchResult) -> np.ndarray:
+    """Faces that the start's nearest cube witness does not cross (all faces when there is none)."""
+    g = prober.grid
+    cube = [w for w in start.witnesses if w.kind == "cube"]
+    free = np.ones(2 * g.n, dtype=bool)
+    if cube:
+        w = cube[-1].point
+        for f in range(2 * g.n):
+            i, side = divmod(f, 2)
+            pos = g.position(f, int(start.steps[f]))
+            free[f] = not ((w[i] > pos) if side else (w[i] < pos))
+    return free
+
+
+def search_fill(prober: Prober, start: SearchResult | None = None) -> SearchResult:
+    """Ours: move every face the cube witness does not cross t steps further, t as large as certified.
+
+    The witness one step beyond the optimal cube shows the direction the network is weak in;
+    the faces on the other sides can usually move a lot together. One bisection on t, so a
+    handful of calls, before the face-by-face ``grow``.
     """
     g = prober.grid
     if start is None or not start.certified:
         start = find_apothem(prober)
         if not start.certified:
             return start
-    base = start.steps.copy()
+    base, free = start.steps.copy(), _free_faces(prober, start)
 
     def family(t: int) -> np.ndarray:
-        return np.maximum(base, edge_steps(g, t))
+        return np.minimum(np.where(free, base + t, base), g.reach)
 
-    top = int(max(g.reach.max(), 1))
-    best, proof, witness = bisect_family(prober, family, top, "fill", base=start.proof)
+    best, proof, _ = bisect_family(prober, family, g.diameter, "fill", base=start.proof)
     steps = family(best)
-    res = SearchResult("fill", True, g.box(steps), steps, proof if best > 0 else start.proof,
-                       cube_steps=start.cube_steps, cube_upper=start.cube_upper, exact=start.exact,
-                       witnesses=[w for w in start.witnesses if w.kind == "cube"])
-    return res
+    return SearchResult("fill", True, g.box(steps), steps, proof if best > 0 else start.proof,
+                        cube_steps=start.cube_steps, cube_upper=start.cube_upper, exact=start.exact,
+                        witnesses=[w for w in start.witnesses if w.kind == "cube"])
 
 
 def search_box_topdown(prober: Prober, start: SearchResult | None = None) -> SearchResult:
