@@ -175,3 +175,22 @@ def test_a_disjunction_larger_than_one_chunk(tmp_path: Path) -> None:
     assert len(text) > 2 * _CHUNK
     again = parse(text)
     assert again == spec and bits(again) == bits(spec)
+
+
+def test_a_byte_order_mark_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "bom.vnnlib"
+    path.write_bytes(b"\xef\xbb\xbf" + (OK / "tabs.vnnlib").read_bytes())
+    assert parse_file(path) == parse_file(OK / "tabs.vnnlib")
+
+
+def test_deeply_nested_formulas_give_a_message_not_a_crash() -> None:
+    from vnnbridge.errors import SpecError
+
+    head = "(vnnlib-version <2.0>)(declare-network N (declare-input X Real [1]) (declare-output Y Real [1]))"
+    deep = "(assert " + "(and " * 5000 + "(<= X[0] 1)" + ")" * 5000 + ")"
+    with pytest.raises(SpecError, match="nested at most"):
+        parse(head + deep)
+    # VNN-LIB 1.0 normalises bottom-up inside the parser, so depth is no problem there.
+    flat = parse("(declare-const X_0 Real)(declare-const Y_0 Real)(assert (>= X_0 0))(assert "
+                 + "(and " * 5000 + "(<= X_0 1)" + ")" * 5000 + ")")
+    assert flat.cases[0].box.upper == (1.0,)

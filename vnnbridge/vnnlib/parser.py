@@ -389,10 +389,17 @@ class _ToSpec(Transformer):
             others: list[int] = []
             xs_idx, xs_ops, xs_nums = idx, ops, nums
         else:
-            others = list(compress(range(len(idx)), map(not_, isx)))
+            first = isx.index(False)
+            if not any(isx[first:]):
+                # Output rows after the input bounds (the usual layout): slices, no compress.
+                others = list(range(first, len(idx)))
+                xs_idx, xs_ops, xs_nums = idx[:first], ops[:first], nums[:first]
+            else:
+                others = list(compress(range(len(idx)), map(not_, isx)))
+                xs_idx, xs_ops, xs_nums = (list(compress(idx, isx)), list(compress(ops, isx)),
+                                           list(compress(nums, isx)))
             if any(names[k] in inputs or nums[k] in inputs for k in others):
                 return False
-            xs_idx, xs_ops, xs_nums = list(compress(idx, isx)), list(compress(ops, isx)), list(compress(nums, isx))
         try:
             vals = list(map(float, xs_nums))
         except ValueError:
@@ -658,7 +665,7 @@ def read_text(path: str | Path) -> str:
             raise SpecError(f"expected a gzip-compressed VNN-LIB file, found a damaged one ({exc})",
                             path=str(path)) from None
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte-order mark some editors write is not part of the text
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - data.rfind(b"\n", 0, exc.start)

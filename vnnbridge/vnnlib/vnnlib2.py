@@ -172,6 +172,9 @@ class Document:
         except SpecError as exc:
             exc.path = exc.path or self.path
             raise
+        except RecursionError:
+            raise SpecError("expected formulas nested at most a few hundred levels deep, found deeper ones",
+                            path=self.path) from None
 
 
 class _SpecMaker:
