@@ -50,7 +50,7 @@ def draw_certificate(folder: str | Path, output: str | Path) -> Path:
     slack = np.minimum(np.where(lo > dlo, x - lo, np.inf), np.where(hi < dhi, hi - x, np.inf))
     slack = np.where(np.isinf(slack), np.nan, slack)
     m = data["metrics"]
-    title = (f"{data['status']} ({data['method']}, label {data['label']}): apothem {m['apothem']:.4g}, "
+    title = (f"{data['status']} ({data['method']}, label {data['label']})\napothem {m['apothem']:.4g}, "
              f"edges min {m['min_edge']:.3g} / avg {m['avg_edge']:.3g} / max {m['max_edge']:.3g}, "
              f"{data['call_count']} calls")
     shape = data["input"].get("shape") or data["network"].get("input_shape") or [x.size]

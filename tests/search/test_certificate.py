@@ -112,3 +112,12 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["certify", "--onnx", str(PAPER / "mnist_784_32_10.onnx"), "--input",
                  str(PAPER / "mnist_0-1.csv"), "--method", "nope"]) == 2
     assert main(["check", str(tmp_path)]) == 2
+
+
+def test_show_draws_bar_charts_for_flat_inputs(linear_net: tuple, linear_oracle: Validating, tmp_path: Path) -> None:
+    from vnnbridge.plot import draw_certificate
+
+    path, _, _, x = linear_net
+    out = _write(tmp_path, Instance.make(path, x, None), linear_oracle, method="apothem+grow", dual=None)
+    fig = draw_certificate(out, tmp_path / "bars.png")
+    assert fig.stat().st_size > 5_000
