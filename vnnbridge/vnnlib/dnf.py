@@ -274,10 +274,16 @@ class SpecBuilder:
         lo = [-_INF] * inputs
         hi = [_INF] * inputs
         if bounded:
-            for i, v in bounded[0].lo.items():
-                lo[i] = v
-            for i, v in bounded[0].hi.items():
-                hi[i] = v
+            first = bounded[0]
+            if len(first.lo) == inputs and len(first.hi) == inputs:
+                # Every input bounded (keys are indices, so all of 0..n-1 are there): C-level.
+                lo = list(map(first.lo.__getitem__, range(inputs)))
+                hi = list(map(first.hi.__getitem__, range(inputs)))
+            else:
+                for i, v in first.lo.items():
+                    lo[i] = v
+                for i, v in first.hi.items():
+                    hi[i] = v
             for conj in bounded[1:]:
                 # Intersect; on a tie the later bound wins, as in the scorer.
                 for i, v in conj.lo.items():
