@@ -16,7 +16,7 @@ import operator
 import struct
 from fractions import Fraction
 from itertools import product
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Mapping
 
 from vnnbridge.box import Box
 from vnnbridge.errors import SpecError

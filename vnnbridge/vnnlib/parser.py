@@ -1,8 +1,9 @@
 """VNN-LIB text -> `Spec`: an LALR parser for VNN-LIB 1.0 with the transformer inside it.
 
-The grammar is ``grammars/vnnlib.lark``. Declarations, simple asserts, comparisons and
-simple conjunctions are single terminals (see the grammar's header) that the callbacks below
-split with one regular expression each; everything else goes through the general rules.
+The grammar is ``grammars/vnnlib.lark``. Runs of declarations and of simple asserts,
+comparisons, simple conjunctions and disjunctions of them are single terminals (see the
+grammar's header) that the callbacks below split with one regular expression each; anything
+that does not fit goes through the general rules, with the same results and messages.
 Files that start with ``(vnnlib-version <2.x>)`` go to `vnnbridge.vnnlib.vnnlib2`.
 Every error is a `SpecError` (or `SpecSyntaxError`) whose ``located()`` reads
 ``FILE:LINE:COL: what was expected, what was found``.
@@ -16,14 +17,14 @@ import math
 import re
 import threading
 from importlib import resources
-from pathlib import Path
 from itertools import compress, repeat
 from operator import is_not, not_
+from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from lark import Lark, Token, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.lexer import PatternRE, TerminalDef
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from vnnbridge.errors import InputError, SpecError, SpecSyntaxError
 from vnnbridge.vnnlib.dnf import (INPUT, OUTPUT, Conjunction, Linear, SpecBuilder, compare, conjoin,
