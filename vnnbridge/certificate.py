@@ -137,6 +137,7 @@ def write_certificate(folder: str | Path, prober: Prober, result: SearchResult, 
         "witness_file": WITNESS_FILE,
         "witness_sha256": sha256_file(out / WITNESS_FILE),
         "stuck_faces": result.stuck_faces,
+        "open_faces": result.open_faces,
         "dual": _search_json(dual, inst) if dual else None,
     }
     if extra:

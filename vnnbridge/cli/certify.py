@@ -97,6 +97,8 @@ def _certify(args: argparse.Namespace) -> int:
                  f"{len(result.blocked())} blocked with a witness")
         if result.stuck_faces:
             text += f", {len(result.stuck_faces)} stopped without an answer"
+        if result.open_faces:
+            text += f", {len(result.open_faces)} still open when the call budget (--max-calls) ran out"
         text += "."
     if dual is not None:
         dm = box_metrics(dual.box, instance.x, instance.domain)

@@ -397,6 +397,7 @@ class SearchResult:
     cube_upper: int | None = None  # the smallest cube step known not to be certified (witness or no answer)
     exact: bool = False  # cube searches: the upper bound came from a validated witness at r* + 1 step
     stuck_faces: list[int] = field(default_factory=list)  # faces that stopped on a non-answer
+    open_faces: list[int] = field(default_factory=list)  # faces left open when the call budget ran out
     notes: list[str] = field(default_factory=list)
 
     def blocked(self) -> dict[int, Witness]:
