@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -29,6 +29,7 @@ __all__ = ["CAPABILITIES", "ELEMENT_TYPES", "NAME", "RESTRICTED_OPERATORS", "Sol
            "onnx_operators", "run_with_deadline", "verify_query"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 NAME = "vnnbridge (embedded oracle)"
 # Operators the engine accepts only in a restricted form, which a `supports` line cannot express:
@@ -243,7 +244,7 @@ def verify_query(query: str | Path, network_args: Sequence[str], timeout: float 
     return SolverAnswer(_WORDS[result.verdict], reason=result.reason)
 
 
-def run_with_deadline(work, timeout: float | None, on_timeout) -> object:  # type: ignore[no-untyped-def]
+def run_with_deadline(work: Callable[[], T], timeout: float | None, on_timeout: Callable[[], None]) -> T:
     """Run ``work()``; if ``timeout`` passes first, call ``on_timeout()`` and end the process (exit 0)."""
     if timeout is None:
         return work()
