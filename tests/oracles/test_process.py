@@ -95,3 +95,27 @@ def test_call_dirs_are_fresh_and_in_the_cache() -> None:
     a, b = call_dir("t", "abcdef"), call_dir("t", "abcdef")
     assert a != b and a.is_dir() and a.parent.name == "runs"
     assert Path(os.environ["VNNBRIDGE_CACHE"]) in a.parents
+
+
+def test_memory_cap_makes_a_greedy_tool_fail(tmp_path: Path) -> None:
+    code = "b = bytearray(2 * 1024**3); print('allocated')"
+    run = run_command([sys.executable, "-c", code], timeout=30, log=tmp_path / "log", memory=1024**3)
+    assert run.returncode != 0 and "MemoryError" in run.output()
+
+
+def test_sigterm_to_us_still_kills_the_tool(tmp_path: Path) -> None:
+    # A vnnbridge process that is itself terminated mid-call must not leave the tool running.
+    pid_file = tmp_path / "tool.pid"
+    code = (
+        "import os, signal, threading, sys\n"
+        "from pathlib import Path\n"
+        "from vnnbridge.oracles.process import run_command\n"
+        "threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()\n"
+        f"run_command(['bash', '-c', 'echo $$ > \"$0\"; sleep 300', {str(pid_file)!r}], timeout=60, "
+        f"log=Path({str(tmp_path / 'log')!r}), grace=0.5)\n"
+    )
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", code], timeout=30)
+    assert done.returncode == 128 + 15
+    assert _dead(int(pid_file.read_text()))

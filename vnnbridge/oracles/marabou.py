@@ -9,8 +9,14 @@ Marabou reads the ONNX model and the query's VNN-LIB file itself. Measured facts
 - ``--export-assignment`` writes ``assignment.txt`` into the working folder whatever
   ``--export-assignment-file`` says, holds the same 6 decimals, and makes an ``unsat`` run
   crash with exit code 1; so the witness is read from stdout instead.
-- Its ONNX reader has no Div or AveragePool and its Sub needs a same-shape constant, so the
-  model it sees goes through `vnnbridge.network.marabou_model` first (exact rewrites only).
+- Its ONNX reader has no Div, Mul, AveragePool, Pad or Shape, and its Sub needs a same-shape
+  constant, so the model it sees goes through `vnnbridge.network.marabou_model` first
+  (rewrites cross-checked with onnxruntime; the witness is still validated on the query's
+  own model).
+- Its VNN-LIB reader takes ``(>= Y_j Y_i)`` and ``(- Y_a Y_b)`` but rejects sums of scaled
+  terms such as ``(+ (* 1.0 Y_0) (* -1.0 Y_1))``; the shared writer uses the former.
+- It can spend minutes loading a large CNN before its own ``--timeout`` starts to count; the
+  runner's deadline (timeout + slack) kills it all the same.
 
 Printed witnesses sit on the decision boundary (margin ~1e-6) and are rescued by the shared
 repair in `vnnbridge.oracles.repair` when onnxruntime disagrees in the last digits.
@@ -32,7 +38,7 @@ from vnnbridge.errors import OracleProtocolError, OracleUnavailable
 from vnnbridge.oracles.base import OracleResult, Query, Verdict
 from vnnbridge.oracles.process import CompletedRun, call_dir, run_command
 
-__all__ = ["VERDICTS", "MarabouOracle", "find_marabou", "parse_output"]
+__all__ = ["MEMORY_LIMIT", "VERDICTS", "MarabouOracle", "find_marabou", "parse_output"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,9 @@ VERDICTS: dict[str, Verdict] = {
 _ASSIGNMENT = re.compile(r"^\s*x(\d+)\s*=\s*(\S+)\s*$")
 # Seconds the runner waits past Marabou's own --timeout (start-up and ONNX parsing).
 _SLACK = 3.0
+# Marabou's address space cap: it took 11 GB on a small CNN; past the cap it fails with an
+# error verdict instead of pushing the machine into swap.
+MEMORY_LIMIT = 8 * 1024**3
 
 
 def find_marabou() -> Path | None:
@@ -109,11 +118,13 @@ class MarabouOracle:
     name = "marabou"
 
     def __init__(self, command: str | Path | None = None, *, threads: int = 1,
-                 extra_args: tuple[str, ...] = (), slack: float = _SLACK) -> None:
+                 extra_args: tuple[str, ...] = (), slack: float = _SLACK,
+                 memory: int | None = MEMORY_LIMIT) -> None:
         found = Path(command) if command else find_marabou()
         if found is None or not found.is_file():
             raise OracleUnavailable("the Marabou command is not installed (pip install maraboupy==2.0.0)")
         self.command, self.threads, self.extra_args, self.slack = found, threads, tuple(extra_args), slack
+        self.memory = memory
 
     def version(self) -> str:
         """Marabou's version, e.g. ``2.0.0``."""
@@ -137,7 +148,7 @@ class MarabouOracle:
             return OracleResult(Verdict.ERROR, self.name, self.version(), 0.0,
                                 reason=f"model preparation failed: {exc}")
         run = run_command(self.argv(onnx, query.vnnlib, timeout), timeout=timeout, log=log_file,
-                          cwd=folder, slack=self.slack, threads=self.threads)
+                          cwd=folder, slack=self.slack, threads=self.threads, memory=self.memory)
         return self._result(run, query)
 
     def _result(self, run: CompletedRun, query: Query) -> OracleResult:

@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Mapping, Sequence
+from typing import IO, Iterator, Mapping, Sequence
 
 from vnnbridge.cache import cache_dir
 
@@ -180,15 +180,43 @@ def _copy_output(source: IO[bytes], sink: IO[bytes], cap: int, dropped: list[int
         pass
 
 
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """While a tool runs, SIGTERM to us unwinds (so its group is killed) instead of dying at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _limit_memory(pid: int, memory: int | None) -> None:
+    # Set on the started child (not in a preexec hook, which is unsafe with threads); the
+    # tool has only just exec'd, and everything it starts later inherits the limit.
+    if memory is None:
+        return
+    import resource
+
+    with contextlib.suppress(ProcessLookupError, PermissionError, ValueError, OSError):
+        resource.prlimit(pid, resource.RLIMIT_AS, (memory, memory))
+
+
 def run_command(argv: Sequence[str | os.PathLike[str]], *, timeout: float, log: Path,
                 env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
                 slack: float = DEFAULT_SLACK, grace: float = DEFAULT_GRACE, threads: int = 1,
-                log_cap: int = LOG_CAP) -> CompletedRun:
+                log_cap: int = LOG_CAP, memory: int | None = None) -> CompletedRun:
     """Run ``argv`` with a deadline of ``timeout + slack`` seconds; never raises for what the tool does.
 
     The environment is this process's, plus one thread per BLAS/OpenMP pool (``threads``),
-    plus ``env`` (which wins). Raises ``FileNotFoundError``/``PermissionError`` only when the
-    program cannot be started at all.
+    plus ``env`` (which wins). ``memory`` caps the tool's address space in bytes. Raises
+    ``FileNotFoundError``/``PermissionError`` only when the program cannot be started at all.
     """
     if timeout <= 0:
         raise ValueError(f"timeout must be positive, got {timeout!r}")
@@ -198,11 +226,12 @@ def run_command(argv: Sequence[str | os.PathLike[str]], *, timeout: float, log: 
     _log_argv(args, cwd)
     start = time.perf_counter()
     dropped = [0]
-    with log.open("wb") as sink:
+    with log.open("wb") as sink, _terminate_as_exit():
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
                                 start_new_session=True)
         pgid = proc.pid  # a new session makes the child the leader of its own group
+        _limit_memory(pgid, memory)
         pipe = proc.stdout
         if pipe is None:
             raise RuntimeError("subprocess gave no stdout pipe")
