@@ -41,13 +41,12 @@ _SYM = r"[A-Za-z_][A-Za-z0-9_.\-]*+"
 _OPND = rf"(?:{_SYM}|{_NUM})"
 _NUMBER = re.compile(_NUM)
 _SYMBOL = re.compile(_SYM)
-# One item of a whole-shape terminal: "(and" (group 1) or a comparison (groups 2-4). Operands
-# are only "no space, no parenthesis" here, which is cheaper to scan; every operand that is
-# not a declared variable is checked against _NUMBER/_SYMBOL before use.
-_ITEM = re.compile(r"\(\s*(?:(and)|([<>]=?)\s*([^\s();]++)\s+([^\s();]++)\s*\))")
+# One comparison inside a whole-shape terminal: operator and operands. Operands are only "no
+# space, no parenthesis" here, which is cheaper to scan; every operand that is not a declared
+# variable is checked against _NUMBER/_SYMBOL before use.
+_CMP = re.compile(r"\(\s*([<>]=?)\s*([^\s();]++)\s+([^\s();]++)\s*\)")
 _DECL_SPLIT = re.compile(rf"\(\s*declare-const\s+({_SYM})\s+Real\s*\)")
 _OR_HEAD = re.compile(r"\(\s*or")
-_AND_HEAD = re.compile(r"\(\s*and")
 # A DISJ token is split into chunks of about this many characters, at conjunction starts, so
 # that the items found at once stay small next to a 100 MB text.
 _CHUNK = 1 << 20
@@ -348,32 +347,26 @@ class _ToSpec(Transformer):
         _, name, sort = c
         self.state.declare(str(name), str(sort), name.line, name.column, (sort.line, sort.column))
 
-    def _fill(self, conj: Conjunction, tok: Token, items: list[tuple[str, str, str, str]],
-              where: tuple[int, int, int]) -> None:
-        """Add the comparisons ``items`` (``_ITEM`` matches) to ``conj``.
-
-        ``where`` is (start, end, first): the items are matches ``first``, ``first + 1``, ...
-        of ``_ITEM`` in ``tok[start:end]``; it is only used to locate a message.
-        """
+    def _fill(self, conj: Conjunction, tok: Token, items: list[tuple[str, str, str]], where: tuple[int, int]) -> None:
+        """Add the comparisons ``items`` (the ``_CMP`` matches in ``tok[where[0]:where[1]]``) to ``conj``."""
         if len(items) < 8 or not self._fill_bulk(conj, tok, items, where):
             self._fill_loop(conj, tok, items, where)
 
-    def _locate(self, tok: Token, where: tuple[int, int, int], k: int) -> tuple[int, int]:
-        """Line and column of item ``k`` (see `_fill`)."""
-        start, end, first = where
-        for n, m in enumerate(_ITEM.finditer(tok, start, end)):
-            if n == first + k:
+    def _locate(self, tok: Token, where: tuple[int, int], k: int) -> tuple[int, int]:
+        """Line and column of comparison ``k`` (see `_fill`)."""
+        for n, m in enumerate(_CMP.finditer(tok, *where)):
+            if n == k:
                 return _where_in(tok, m.start())
         return (tok.line, tok.column)
 
-    def _where(self, tok: Token, where: tuple[int, int, int], k: int, op: str) -> tuple[int, int]:
-        """Where item ``k`` is, when a strict operator needs its (first) warning."""
+    def _where(self, tok: Token, where: tuple[int, int], k: int, op: str) -> tuple[int, int]:
+        """Where comparison ``k`` is, when a strict operator needs its (first) warning."""
         if len(op) == 2 or self.state.strict:
             return (tok.line, tok.column)  # not reported: a warning is given once per file
         return self._locate(tok, where, k)
 
-    def _fill_bulk(self, conj: Conjunction, tok: Token, items: list[tuple[str, str, str, str]],
-                   where: tuple[int, int, int]) -> bool:
+    def _fill_bulk(self, conj: Conjunction, tok: Token, items: list[tuple[str, str, str]],
+                   where: tuple[int, int]) -> bool:
         """`_fill` for the common shape, a run of ``(<= X_i number)``/``(>= X_i number)`` with few others.
 
         Works on whole columns with C-level map/compress/dict, about 3x faster than the loop.
@@ -383,7 +376,7 @@ class _ToSpec(Transformer):
         """
         st = self.state
         inputs = st.inputs
-        _, ops, names, nums = zip(*items)
+        ops, names, nums = zip(*items)
         idx = list(map(inputs.get, names))
         isx = list(map(is_not, idx, repeat(None)))
         if all(isx):
@@ -429,8 +422,8 @@ class _ToSpec(Transformer):
             raise _located(exc, self._locate(tok, where, k)) from None
         return True
 
-    def _fill_loop(self, conj: Conjunction, tok: Token, items: list[tuple[str, str, str, str]],
-                   where: tuple[int, int, int]) -> None:
+    def _fill_loop(self, conj: Conjunction, tok: Token, items: list[tuple[str, str, str]],
+                   where: tuple[int, int]) -> None:
         """`_fill` one comparison at a time, in file order."""
         st = self.state
         get = st.inputs.get
@@ -439,7 +432,7 @@ class _ToSpec(Transformer):
         k = 0
         try:
             # The common case inlined (as Conjunction.lower/upper): an input bound ``(op X_i number)``.
-            for k, (_, op, a, b) in enumerate(items):
+            for k, (op, a, b) in enumerate(items):
                 i = get(a)
                 if i is not None and op in ("<=", ">=") and _NUMBER.fullmatch(b):
                     v = float(b)
@@ -458,13 +451,13 @@ class _ToSpec(Transformer):
 
     def assert_fast(self, c: list[Token]) -> None:
         tok = c[0]
-        items = _ITEM.findall(tok)
-        if 2 * len(items) != tok.count("(") or any(t[0] for t in items):
+        items = _CMP.findall(tok)
+        if 2 * len(items) != tok.count("("):
             self._general(tok, "start")
             return
         conj = Conjunction(tok.line, tok.column)
         try:
-            self._fill(conj, tok, items, (0, len(tok), 0))
+            self._fill(conj, tok, items, (0, len(tok)))
         except _NotAShape:
             self._general(tok, "start")
             return
@@ -479,13 +472,12 @@ class _ToSpec(Transformer):
 
     def conj_fast(self, c: list[Token]) -> list[Conjunction]:
         tok = c[0]
-        items = _ITEM.findall(tok)
-        first = 0 if tok.type == "CMP" else 1
-        if len(items) != tok.count("(") or first > len(items) or any(t[0] for t in items[first:]):
+        items = _CMP.findall(tok)
+        if len(items) != tok.count("(") - (tok.type == "CONJ"):
             return self._general(tok, "formula")
         conj = Conjunction(tok.line, tok.column)
         try:
-            self._fill(conj, tok, items[first:], (0, len(tok), first))
+            self._fill(conj, tok, items, (0, len(tok)))
         except _NotAShape:
             return self._general(tok, "formula")
         return [conj]
@@ -497,20 +489,24 @@ class _ToSpec(Transformer):
         where = (tok.line, tok.column)
         try:
             while pos < stop:
-                end = stop
-                if stop - pos > _CHUNK:
-                    m = _AND_HEAD.search(tok, pos + _CHUNK, stop)
-                    end = m.start() if m else stop
-                items = _ITEM.findall(tok, pos, end)
-                if len(items) != tok.count("(", pos, end) or not items or not items[0][0]:
+                end = tok.find("(and", pos + _CHUNK, stop) if stop - pos > _CHUNK else -1
+                end = stop if end < 0 else end
+                # str.split at the literal "(and" is the cheapest way to the conjunctions; any
+                # other spelling ("( and", "(andy") leaves text that the checks below refuse.
+                parts = tok[pos:end].split("(and")
+                if parts[0].strip():
                     return self._general(tok, "formula")
-                heads = [k for k, t in enumerate(items) if t[0]] + [len(items)]
-                if any(b - a == 1 for a, b in zip(heads, heads[1:])):
-                    # An empty "(and)": a conjunction of its own, or one nested in another one.
-                    return self._general(tok, "formula")
-                for h, nxt in zip(heads, heads[1:]):
+                offset = pos + len(parts[0])
+                for part in parts[1:]:
+                    span = (offset + 4, offset + 4 + len(part))
+                    offset = span[1]
+                    items = _CMP.findall(part)
+                    # An empty "(and)" (a conjunction of its own, or one nested in another) and
+                    # anything not split into comparisons goes to the general rules.
+                    if not items or part[0] not in " \t\r\n(" or len(items) != part.count("("):
+                        return self._general(tok, "formula")
                     conj = Conjunction(*where)
-                    self._fill(conj, tok, items[h + 1:nxt], (pos, end, h + 1))
+                    self._fill(conj, tok, items, span)
                     dnf.append(conj)
                 pos = end
         except _NotAShape:
