@@ -72,15 +72,15 @@ def _declarations(inputs: int, outputs: int) -> str:
                     *(f"(declare-const Y_{j} Real)\n" for j in range(outputs))])
 
 
-def _row(a: Sequence[float], b: float, y: str = "Y_{}") -> str:
+def _row(a: Sequence[float], b: float) -> str:
     """One output row ``a·y <= b`` in the simplest form tools read."""
     terms = [(j, c) for j, c in enumerate(a) if c != 0.0 or math.copysign(1.0, c) < 0.0]
     if len(terms) == 1:
         j, c = terms[0]
         if c == 1.0:
-            return f"(<= {y.format(j)} {format_number(b)})"
+            return f"(<= Y_{j} {format_number(b)})"
         if c == -1.0:
-            return f"(>= {y.format(j)} {format_number(-b)})"
+            return f"(>= Y_{j} {format_number(-b)})"
     elif len(terms) == 2 and b == 0.0 and math.copysign(1.0, b) > 0.0:
         (i, ci), (j, cj) = terms
         if ci == -1.0 and cj == 1.0:
@@ -88,16 +88,16 @@ def _row(a: Sequence[float], b: float, y: str = "Y_{}") -> str:
             ci, cj = cj, ci
         if ci == 1.0 and cj == -1.0:
             # y_i - y_j <= 0, i.e. y_j >= y_i: the robustness query's form.
-            return f"(>= {y.format(j)} {y.format(i)})"
+            return f"(>= Y_{j} Y_{i})"
     if not terms:
         return f"(<= 0.0 {format_number(b)})"
-    parts = " ".join(f"(* {format_number(c)} {y.format(j)})" for j, c in terms)
+    parts = " ".join(f"(* {format_number(c)} Y_{j})" for j, c in terms)
     lhs = parts if len(terms) == 1 else f"(+ {parts})"
     return f"(<= {lhs} {format_number(b)})"
 
 
-def _conjunction(poly: Polytope, y: str = "Y_{}") -> str:
-    return " ".join(_row(a, b, y) for a, b in zip(poly.a, poly.b))
+def _conjunction(poly: Polytope) -> str:
+    return " ".join(_row(a, b) for a, b in zip(poly.a, poly.b))
 
 
 def write(spec: Spec) -> str:
