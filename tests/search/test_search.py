@@ -167,3 +167,26 @@ def test_delta_is_required_off_grid(linear_net: LinearNet) -> None:
     with pytest.raises(InputError, match="--delta"):
         Instance.make(path, np.clip(x + 1e-4, 0, 1), None)
     assert Instance.make(path, np.clip(x + 1e-4, 0, 1), None, delta=0.01).delta == 0.01
+
+
+@pytest.mark.parametrize("order", ["dfs", "bfs"])
+@pytest.mark.parametrize("step", ["linear", "bisect"])
+def test_greedy_orders_and_steps_give_certified_maximal_boxes(linear_net: LinearNet, instance: Instance,
+                                                              linear_oracle: Validating, order: str,
+                                                              step: str) -> None:
+    _, w, c, _ = linear_net
+    options = SearchOptions(order=order, step=step)
+    result, _, prober = certify(instance, linear_oracle, "apothem+greedy", options=options)
+    g = prober.grid
+    assert result.certified and robust_truth(w, c, instance.label, result.box)
+    for face in range(2 * g.n):
+        if result.steps[face] < g.reach[face]:
+            grown = result.steps.copy()
+            grown[face] += 1
+            assert face in result.blocked() and not robust_truth(w, c, instance.label, g.box(grown))
+
+
+def test_the_call_budget_keeps_the_certified_box(instance: Instance, linear_oracle: Validating) -> None:
+    result, _, prober = certify(instance, linear_oracle, "apothem+grow", options=SearchOptions(max_calls=8))
+    assert result.certified and result.proof is not None
+    assert result.open_faces or result.cube_steps is not None
