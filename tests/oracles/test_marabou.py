@@ -134,3 +134,34 @@ def test_model_with_sub_and_div_is_rewritten_for_marabou(shared: Path, tmp_path:
     box = Box.cube(x, 0.001, Box.from_arrays(np.zeros(784), np.ones(784)))
     result = make_oracle("marabou").check(Query.build(onnx, robustness_spec(box, net.predict(x), 10), tmp_path), 60)
     assert result.verdict is Verdict.UNSAT, result.reason
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "no readable answer"),
+    ('{"exit": "maybe"}', "unknown exit code 'maybe'"),
+    ('{"exit": "sat", "x": [0.5]}', "1 of 3 inputs"),
+])
+def test_api_answer_rejects_what_the_table_does_not_know(text: str, message: str) -> None:
+    from vnnbridge.oracles.marabou import parse_answer
+
+    with pytest.raises(OracleProtocolError, match=message):
+        parse_answer(text, 3)
+
+
+def test_api_answer_keeps_full_precision() -> None:
+    from vnnbridge.oracles.marabou import parse_answer
+
+    verdict, x = parse_answer('{"exit": "sat", "x": [0.1, 0.30000000000000004, 1e-17]}', 3)
+    assert verdict is Verdict.SAT and x.tolist() == [0.1, 0.30000000000000004, 1e-17]
+    assert parse_answer('{"exit": "QUIT_REQUESTED", "x": null}', 3) == (Verdict.UNKNOWN, None)
+
+
+@needs_marabou
+@pytest.mark.parametrize(("image", "radius", "verdict"), [("1-1", 0.2, Verdict.SAT), ("0-1", 0.05, Verdict.UNSAT)])
+def test_api_mode_decides_with_full_precision_witnesses(cube_query, image: str, radius: float,
+                                                        verdict: Verdict) -> None:
+    query = cube_query("mnist", image, radius)
+    result = make_oracle("marabou", mode="api").check(query, 60)
+    assert result.verdict is verdict, result.reason
+    if verdict is Verdict.SAT:
+        assert query.spec.violated_by(result.witness, load_network(query.onnx).run(result.witness))

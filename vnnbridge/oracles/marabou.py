@@ -19,11 +19,15 @@ Marabou reads the ONNX model and the query's VNN-LIB file itself. Measured facts
   runner's deadline (timeout + slack) kills it all the same.
 
 Printed witnesses sit on the decision boundary (margin ~1e-6) and are rescued by the shared
-repair in `vnnbridge.oracles.repair` when onnxruntime disagrees in the last digits.
+repair in `vnnbridge.oracles.repair` when onnxruntime disagrees in the last digits. The
+``api`` mode (``make_oracle("marabou", mode="api")``) runs maraboupy's Python API in a child
+process instead (``python -m vnnbridge.oracles.marabou``), which hands back the witness in
+full precision as JSON.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -38,7 +42,8 @@ from vnnbridge.errors import OracleProtocolError, OracleUnavailable
 from vnnbridge.oracles.base import OracleResult, Query, Verdict
 from vnnbridge.oracles.process import CompletedRun, call_dir, run_command
 
-__all__ = ["MEMORY_LIMIT", "VERDICTS", "MarabouOracle", "find_marabou", "parse_output"]
+__all__ = ["MEMORY_LIMIT", "MODES", "VERDICTS", "MarabouOracle", "find_marabou", "parse_answer",
+           "parse_output", "solve_with_api"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,9 @@ VERDICTS: dict[str, Verdict] = {
     "UNKNOWN": Verdict.UNKNOWN,
     "QUIT_REQUESTED": Verdict.UNKNOWN,
 }
+
+# How Marabou is run: its command, or maraboupy's Python API in a child process.
+MODES = ("command", "api")
 
 _ASSIGNMENT = re.compile(r"^\s*x(\d+)\s*=\s*(\S+)\s*$")
 # Seconds the runner waits past Marabou's own --timeout (start-up and ONNX parsing).
@@ -112,6 +120,35 @@ def parse_output(text: str, inputs: int) -> tuple[Verdict, np.ndarray | None]:
     return verdict, np.array([values[i] for i in range(inputs)], dtype=np.float64)
 
 
+def parse_answer(text: str, inputs: int) -> tuple[Verdict, np.ndarray | None]:
+    """The verdict and witness from the JSON the ``api`` child writes (``{"exit": CODE, "x": [...]}``)."""
+    try:
+        answer = json.loads(text)
+        code, x = answer["exit"], answer.get("x")
+    except (ValueError, KeyError, TypeError):
+        raise OracleProtocolError("the maraboupy child wrote no readable answer") from None
+    if code not in VERDICTS:
+        raise OracleProtocolError(f"maraboupy returned an unknown exit code {str(code)[:80]!r}")
+    verdict = VERDICTS[code]
+    if verdict is not Verdict.SAT:
+        return verdict, None
+    if not isinstance(x, list) or len(x) != inputs:
+        raise OracleProtocolError(f"maraboupy's assignment has {len(x or [])} of {inputs} inputs")
+    return verdict, np.array(x, dtype=np.float64)
+
+
+def solve_with_api(onnx: str, vnnlib: str, timeout: int, answer: str) -> None:
+    """Solve one query with maraboupy's Python API and write the JSON answer (run in a child process)."""
+    from maraboupy import Marabou
+
+    network = Marabou.read_onnx(onnx)
+    options = Marabou.createOptions(timeoutInSeconds=timeout, verbosity=0, numWorkers=1)
+    code, values, _ = network.solve(verbose=False, options=options, propertyFilename=vnnlib)
+    x = [float(values[v]) for v in network.inputVars[0].ravel()] if code == "sat" else None
+    with open(answer, "w", encoding="utf-8") as stream:
+        json.dump({"exit": code, "x": x}, stream)  # json writes floats with repr: exact
+
+
 class MarabouOracle:
     """Box queries answered by the ``Marabou`` command (maraboupy 2.0.0)."""
 
@@ -119,10 +156,13 @@ class MarabouOracle:
 
     def __init__(self, command: str | Path | None = None, *, threads: int = 1,
                  extra_args: tuple[str, ...] = (), slack: float = _SLACK,
-                 memory: int | None = MEMORY_LIMIT) -> None:
+                 memory: int | None = MEMORY_LIMIT, mode: str = "command") -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         found = Path(command) if command else find_marabou()
         if found is None or not found.is_file():
             raise OracleUnavailable("the Marabou command is not installed (pip install maraboupy==2.0.0)")
+        self.mode = mode
         self.command, self.threads, self.extra_args, self.slack = found, threads, tuple(extra_args), slack
         self.memory = memory
 
@@ -147,11 +187,17 @@ class MarabouOracle:
         except Exception as exc:  # a model Marabou cannot read is this oracle's error verdict
             return OracleResult(Verdict.ERROR, self.name, self.version(), 0.0,
                                 reason=f"model preparation failed: {exc}")
-        run = run_command(self.argv(onnx, query.vnnlib, timeout), timeout=timeout, log=log_file,
-                          cwd=folder, slack=self.slack, threads=self.threads, memory=self.memory)
-        return self._result(run, query)
+        if self.mode == "api":
+            answer = folder / "answer.json"
+            argv = [sys.executable, "-m", __name__, str(onnx), str(query.vnnlib),
+                    str(max(1, math.ceil(timeout))), str(answer)]
+        else:
+            answer, argv = None, self.argv(onnx, query.vnnlib, timeout)
+        run = run_command(argv, timeout=timeout, log=log_file, cwd=folder, slack=self.slack,
+                          threads=self.threads, memory=self.memory)
+        return self._result(run, query, answer)
 
-    def _result(self, run: CompletedRun, query: Query) -> OracleResult:
+    def _result(self, run: CompletedRun, query: Query, answer: Path | None = None) -> OracleResult:
         base = dict(oracle=self.name, version=self.version(), seconds=run.seconds, log=run.log)
         if run.timed_out:
             return OracleResult(Verdict.TIMEOUT, reason=f"killed {run.seconds:.1f} s after start", **base)
@@ -159,8 +205,18 @@ class MarabouOracle:
             return OracleResult(Verdict.ERROR, reason=f"Marabou exited with code {run.returncode}: "
                                 f"{run.tail()}", **base)
         try:
-            verdict, witness = parse_output(run.output(), query.spec.inputs)
+            if answer is None:
+                verdict, witness = parse_output(run.output(), query.spec.inputs)
+            else:
+                text = answer.read_text(encoding="utf-8") if answer.is_file() else ""
+                verdict, witness = parse_answer(text, query.spec.inputs)
         except OracleProtocolError as exc:
             return OracleResult(Verdict.ERROR, reason=f"{exc.message}: {run.tail()}", **base)
         reason = "" if verdict in (Verdict.SAT, Verdict.UNSAT) else run.tail(200)
         return OracleResult(verdict, witness=witness, reason=reason, **base)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 5:
+        sys.exit("usage: python -m vnnbridge.oracles.marabou ONNX VNNLIB TIMEOUT ANSWER.json")
+    solve_with_api(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])
