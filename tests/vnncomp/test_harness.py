@@ -201,3 +201,15 @@ def test_watchdog_answers_timeout_before_the_deadline(bench: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert out.read_text().split()[0] == "timeout"
     assert seconds < 6, seconds
+
+
+def test_hanging_tool_gets_timeout_and_is_ended(bench: Path) -> None:
+    # A competition tool folder (vnncomp:DIR) whose run_instance.sh sleeps far past any timeout.
+    from vnnbridge.vnncomp.run import find_marked
+
+    env = _env(VNNBRIDGE_ORACLE=f"vnncomp:{ROOT / 'tests/data/fake_tools/hang'}")
+    first, _, seconds = harness_flow(bench, "c", "onnx/mnist_784_32_10.onnx", "vnnlib/mnist_r0.0.vnnlib",
+                                     timeout=8, env=env)
+    assert first == "timeout" and seconds < 8
+    time.sleep(0.5)
+    assert find_marked(env["VNNBRIDGE_RUN_SCOPE"] + ":", exact=False) == []  # the tool's sleep is gone

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from vnnbridge.errors import VnnbridgeError
 from vnnbridge.vnncomp.config import OracleChoice
-from vnnbridge.vnncomp.run import RUN_MARK, network_paths, run_scope
+from vnnbridge.vnncomp.run import find_marked, network_paths, run_scope
 
 __all__ = ["Preparation", "end_leftover_runs", "marked_processes", "prepare_instance"]
 
@@ -51,22 +51,9 @@ def _ancestors() -> set[int]:
     return pids
 
 
-def marked_processes(scope: str | None = None, proc: Path = Path("/proc")) -> list[int]:
+def marked_processes(scope: str | None = None) -> list[int]:
     """Ids of live processes (readable by this user) marked by a run of ``scope``, except this one's line."""
-    mark = f"{RUN_MARK}={scope or run_scope()}:".encode()
-    skip = _ancestors()
-    found = []
-    for entry in proc.glob("[0-9]*"):
-        pid = int(entry.name)
-        if pid in skip:
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:  # another user's process, or gone already
-            continue
-        if any(item.startswith(mark) for item in environ.split(b"\0")):
-            found.append(pid)
-    return sorted(found)
+    return find_marked(f"{scope or run_scope()}:", exact=False, skip=_ancestors())
 
 
 def end_leftover_runs(scope: str | None = None) -> list[int]:
@@ -107,15 +94,22 @@ def prepare_instance(category: str, onnx: str, vnnlib: str | Path, choice: Oracl
         if (spec.inputs, spec.outputs) != (net.inputs, net.outputs):
             raise VnnbridgeError(f"the property has {spec.inputs} inputs and {spec.outputs} outputs, the "
                                  f"network {net.inputs} and {net.outputs}", path=str(path))
-        Query.build(net.path, spec)  # the canonical query file, cached by hash
+        query = Query.build(net.path, spec)  # the canonical query file, cached by hash
         name = choice.oracle_for(category)
         from vnnbridge.oracles.registry import make_oracle
 
         oracle = make_oracle(name)
         warm = getattr(getattr(oracle, "inner", oracle), "prepare", None)
         if callable(warm):
-            warm(net.path)  # e.g. a converted model, cached by content hash
+            # An oracle's own preparation (a tool folder's prepare_instance.sh, run once per
+            # network and cached); it returns the reason when it failed.
+            failure = warm(net.path, query.vnnlib)
+            if failure:
+                raise VnnbridgeError(f"oracle {name}: {failure}")
     except VnnbridgeError as exc:
         result.problems.append(exc.located())
         log.warning("%s", exc.located())
+    except Exception as exc:  # prepare must exit 0 (a failure skips the whole category): log it
+        result.problems.append(f"{type(exc).__name__}: {exc}")
+        log.exception("unexpected failure while preparing")
     return result

@@ -30,7 +30,7 @@ from vnnbridge.oracles.base import Verdict
 from vnnbridge.vnncomp.config import OracleChoice
 
 __all__ = ["RUN_MARK", "SCOPE_VARIABLE", "Answer", "Instance", "answer_instance", "network_paths", "oracle_budget",
-           "reserve_seconds", "run_scope", "write_answer"]
+           "find_marked", "reserve_seconds", "run_scope", "write_answer"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,34 @@ SCOPE_VARIABLE = "VNNBRIDGE_RUN_SCOPE"
 def run_scope() -> str:
     """The scope of this process's runs (``$VNNBRIDGE_RUN_SCOPE``, default ``harness``)."""
     return os.environ.get(SCOPE_VARIABLE, "").strip() or "harness"
+
+
+def find_marked(value: str, exact: bool = True, skip: set[int] | None = None) -> list[int]:
+    """Ids of live processes (readable by this user) whose `RUN_MARK` is ``value`` (or starts with it)."""
+    mark = f"{RUN_MARK}={value}".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        pid = int(entry.name)
+        if skip and pid in skip:
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # another user's process, or gone already
+            continue
+        if any(item == mark if exact else item.startswith(mark) for item in environ.split(b"\0")):
+            found.append(pid)
+    return sorted(found)
+
+
+def _end_own_tools() -> None:
+    """SIGKILL the processes this run's oracle started (they carry this run's mark), by their id."""
+    import signal
+
+    for pid in find_marked(f"{run_scope()}:{os.getpid()}", skip={os.getpid()}):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue
 # Seconds an oracle may run past its budget: in-process oracles stop on their own deadline;
 # external tools get the process runner's slack plus its TERM-to-KILL grace before the group dies.
 _OVERRUN = {"embedded": 0.5, "fake": 0.5}
@@ -215,6 +243,7 @@ def answer_instance(instance: Instance, choice: OracleChoice, started: float | N
     def _expire() -> None:
         if sink.write(Answer(Verdict.TIMEOUT, reason="internal deadline reached")):
             log.warning("internal deadline reached after %.1f s; wrote timeout", time.monotonic() - begin)
+            _end_own_tools()
             logging.shutdown()
             os._exit(0)  # the oracle thread cannot be interrupted; the harness must get its answer now
 
