@@ -28,6 +28,7 @@ import numpy as np
 from vnnbridge.errors import InputError, VnnbridgeError
 from vnnbridge.oracles.base import Verdict
 from vnnbridge.vnncomp.config import OracleChoice
+from vnnbridge.vnnlib.model import Spec
 
 __all__ = ["RUN_MARK", "SCOPE_VARIABLE", "Answer", "Instance", "answer_instance", "network_paths", "oracle_budget",
            "find_marked", "reserve_seconds", "run_scope", "write_answer"]
@@ -181,8 +182,8 @@ def write_answer(path: Path, answer: Answer) -> None:
     write_result(path, answer.verdict, x, y)
 
 
-def _load_spec(path: Path):  # -> Spec; the parser module is imported lazily (it builds its LALR table)
-    from vnnbridge.vnnlib.parser import parse_file
+def _load_spec(path: Path) -> Spec:
+    from vnnbridge.vnnlib.parser import parse_file  # lazily: it builds its LALR table on import
 
     if not path.is_file():
         raise InputError("no such VNN-LIB file", path=str(path))
@@ -256,7 +257,8 @@ def answer_instance(instance: Instance, choice: OracleChoice, started: float | N
         log.error("%s", exc.located())
         answer = Answer(Verdict.ERROR, reason=exc.located())
     except Exception as exc:  # anything unforeseen still has to leave a verdict in the file
-        log.exception("unexpected failure")
+        log.error("unexpected failure: %s: %s", type(exc).__name__, exc)
+        log.debug("traceback of the unexpected failure", exc_info=True)
         answer = Answer(Verdict.ERROR, reason=f"{type(exc).__name__}: {exc}")
     finally:
         watchdog.cancel()

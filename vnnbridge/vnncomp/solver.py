@@ -17,13 +17,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
-import numpy as np
-
-from vnnbridge import __version__
 from vnnbridge.errors import InputError, ModelError
-from vnnbridge.oracles.base import Verdict
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["CAPABILITIES", "ELEMENT_TYPES", "NAME", "RESTRICTED_OPERATORS", "SolverAnswer", "capability",
            "onnx_operators", "run_with_deadline", "verify_query"]
@@ -41,8 +40,8 @@ RESTRICTED_OPERATORS = frozenset({"Mul", "Div", "Softmax", "LogSoftmax", "Shape"
 # Element types: "real" (analysis over the reals) and float32, the type onnxruntime evaluates
 # every witness in. float64/float16/integer models are refused rather than analysed unsoundly.
 ELEMENT_TYPES = ("float32", "real")
-_WORDS = {Verdict.SAT: "sat", Verdict.UNSAT: "unsat", Verdict.TIMEOUT: "timed-out", Verdict.UNKNOWN: "unknown",
-          Verdict.ERROR: "unknown"}
+# Oracle verdict (its value) -> the standard's word; the module stays light (no numpy) for `supports`.
+_WORDS = {"sat": "sat", "unsat": "unsat", "timeout": "timed-out", "unknown": "unknown", "error": "unknown"}
 # Seconds kept back from --timeout for printing and exiting.
 _RESERVE = 0.5
 
@@ -176,6 +175,8 @@ def _capped(doc: Any, net: Any) -> Any:
     gives the box the spec model needs (tighter bounds in the query win when boxes intersect).
     ``real`` inputs range over all reals and get no cap: an unbounded one stays an error.
     """
+    import numpy as np
+
     from vnnbridge.vnnlib.vnnlib2 import Comparison, Document, Element, Number
 
     tensor = net.role("input")[0]
@@ -210,6 +211,8 @@ def _assignment(net: Any, x: np.ndarray, y: np.ndarray) -> tuple[str, ...]:
 def verify_query(query: str | Path, network_args: Sequence[str], timeout: float | None = None,
                  oracle: str = "embedded") -> SolverAnswer:
     """Decide a VNN-LIB query against the given networks; raises InputError for the standard's error cases."""
+    import numpy as np
+
     from vnnbridge.network import load_network
     from vnnbridge.oracles.base import Query
     from vnnbridge.oracles.registry import make_oracle
@@ -235,13 +238,13 @@ def verify_query(query: str | Path, network_args: Sequence[str], timeout: float 
     if budget <= 0:
         return SolverAnswer("timed-out", reason="no time left after reading the query")
     result = chosen.check(Query.build(net.path, spec), budget)
-    if result.verdict is Verdict.SAT and result.witness is not None:
+    if result.verdict.value == "sat" and result.witness is not None:
         x = np.asarray(result.witness, dtype=np.float32).astype(np.float64).ravel()
         y = net.run(x)
         if spec.violated_by(x, y):
             return SolverAnswer("sat", _assignment(decl, x, y))
         return SolverAnswer("unknown", reason="the witness does not violate the query after float32 rounding")
-    return SolverAnswer(_WORDS[result.verdict], reason=result.reason)
+    return SolverAnswer(_WORDS[result.verdict.value], reason=result.reason)
 
 
 def run_with_deadline(work: Callable[[], T], timeout: float | None, on_timeout: Callable[[], None]) -> T:
