@@ -165,3 +165,22 @@ def test_api_mode_decides_with_full_precision_witnesses(cube_query, image: str, 
     assert result.verdict is verdict, result.reason
     if verdict is Verdict.SAT:
         assert query.spec.violated_by(result.witness, load_network(query.onnx).run(result.witness))
+
+
+@needs_marabou
+def test_paths_with_spaces_and_quotes(shared: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from vnnbridge.box import Box
+    from vnnbridge.oracles.base import Query
+    from vnnbridge.vnnlib.model import robustness_spec
+
+    folder = tmp_path / "it's a \"folder\" with spaces"
+    folder.mkdir()
+    onnx = folder / "the net (copy).onnx"
+    shutil.copy(shared / "data" / "paper" / "networks" / "mnist_784_32_10.onnx", onnx)
+    x = np.loadtxt(shared / "data" / "paper" / "mnist" / "images" / "0-1.csv").ravel()
+    box = Box.cube(x, 0.01, Box.from_arrays(np.zeros(784), np.ones(784)))
+    query = Query.build(onnx, robustness_spec(box, load_network(onnx).predict(x), 10), folder)
+    assert make_oracle("marabou").check(query, 60).verdict is Verdict.UNSAT
+    assert sorted(p.name for p in folder.iterdir()) == sorted([onnx.name, query.vnnlib.name])  # nothing else
