@@ -184,3 +184,9 @@ def test_paths_with_spaces_and_quotes(shared: Path, tmp_path: Path) -> None:
     query = Query.build(onnx, robustness_spec(box, load_network(onnx).predict(x), 10), folder)
     assert make_oracle("marabou").check(query, 60).verdict is Verdict.UNSAT
     assert sorted(p.name for p in folder.iterdir()) == sorted([onnx.name, query.vnnlib.name])  # nothing else
+
+
+def test_out_of_memory_is_an_error_that_says_so(tmp_path: Path, cube_query) -> None:
+    command = _fake_marabou(tmp_path, 'echo "Property: $2"; echo "MemoryError: std::bad_alloc" >&2; exit 1')
+    result = make_oracle("marabou", command=command, memory=2 * 1024**3).check(cube_query("mnist", "0-1", 0.05), 5)
+    assert result.verdict is Verdict.ERROR and "ran out of memory (capped at 2 GiB)" in result.reason

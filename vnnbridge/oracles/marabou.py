@@ -202,8 +202,12 @@ class MarabouOracle:
         if run.timed_out:
             return OracleResult(Verdict.TIMEOUT, reason=f"killed {run.seconds:.1f} s after start", **base)
         if run.returncode != 0:
-            return OracleResult(Verdict.ERROR, reason=f"Marabou exited with code {run.returncode}: "
-                                f"{run.tail()}", **base)
+            tail = run.tail()
+            if self.memory is not None and ("bad_alloc" in tail or "MemoryError" in tail):
+                return OracleResult(Verdict.ERROR, reason=f"Marabou ran out of memory (capped at "
+                                    f"{self.memory / 1024**3:g} GiB): {tail[-120:]}", **base)
+            return OracleResult(Verdict.ERROR, reason=f"Marabou exited with code {run.returncode}: {tail}",
+                                **base)
         try:
             if answer is None:
                 verdict, witness = parse_output(run.output(), query.spec.inputs)
