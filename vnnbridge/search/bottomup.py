@@ -67,6 +67,31 @@ class _Faces:
         q[i] = point[i]
         return q
 
+    def corner(self, point: np.ndarray, face: int) -> np.ndarray:
+        """The corner of the current box on ``point``'s side of x in every coordinate, ``face``'s kept.
+
+        For a nearly linear network the corner in the direction of a witness is where the
+        certified box is weakest, so that corner pushed across one face is a likely witness.
+        """
+        lo, hi = self.grid.box(self.cur).arrays()
+        x = self.inst.x
+        q = np.where(point > x, hi, np.where(point < x, lo, x))
+        i = face // 2
+        q[i] = point[i]
+        return q
+
+    def sweep(self, point: np.ndarray) -> int:
+        """Block open faces with corner witnesses derived from ``point`` (onnxruntime only); returns how many."""
+        g, found = self.grid, 0
+        for face in self.open():
+            i = face // 2
+            cand = self.corner(point, face)
+            cand[i] = g.position(face, int(self.cur[face]) + 1)
+            if self.inst.misclassified(cand):
+                self.cap_with(face, cand, None)
+                found += 1
+        return found
+
     def cap_with(self, face: int, point: np.ndarray, call: Call | None) -> None:
         """Cap ``face`` below a misclassified ``point`` that lies beyond it only, pulled in first.
 
@@ -204,10 +229,11 @@ def search_grow(prober: Prober, start: SearchResult | None = None) -> SearchResu
                 return
             blamed = []
             for f in touched:
-                q = state.project(w, f)
-                if inst.misclassified(q):
-                    state.cap_with(f, q, call)
-                    blamed.append(f)
+                for q in (state.project(w, f), state.corner(w, f)):
+                    if inst.misclassified(q):
+                        state.cap_with(f, q, call)
+                        blamed.append(f)
+                        break
             if blamed:
                 attempt([f for f in group if f not in blamed])
                 return
@@ -228,6 +254,10 @@ def search_grow(prober: Prober, start: SearchResult | None = None) -> SearchResu
         attempt(group[:half])
         attempt(group[half:])
 
+    if ok and start is not None:
+        for w in start.witnesses:
+            if w.kind == "cube":
+                log.info("grow: %d faces blocked by corners of the cube witness", state.sweep(w.point))
     try:
         while ok and (open_faces := state.open()):
             attempt(open_faces)
