@@ -232,3 +232,11 @@ def test_cnns_are_decided(shared: Path, tmp_path: Path, name: str) -> None:
     assert small.verdict is Verdict.UNSAT, small.reason
     large = oracle.check(_query(path, robustness_spec(Box.cube(x, 0.5, UNIT), label, 10), tmp_path), 60)
     assert large.verdict is Verdict.SAT, large.reason
+
+
+def test_a_polytope_without_rows_is_met_everywhere(tmp_path: Path) -> None:
+    path = _identity_net(tmp_path)
+    box = Box.from_arrays([0.0, 0.0], [0.25, 0.25])
+    spec = Spec(2, 2, (Case(box, (Polytope((), ()),)),))
+    result = make_oracle("embedded").check(_query(path, spec, tmp_path), 10)
+    assert result.verdict is Verdict.SAT and box.contains(result.witness)

@@ -207,6 +207,8 @@ class _Run:
         lo, hi = case.box.arrays()
         centre = lo + (hi - lo) / 2.0
         polys = [p.arrays(self.spec.outputs) for p in case.polytopes]
+        if any(len(b) == 0 for _, b in polys):  # an empty conjunction holds everywhere
+            return self.confirm(centre), None
         loss, _ = Objective.from_polytopes(polys).values(self.net.forward(centre[None, :]))
         # onnxruntime only where float64 is near or past the boundary (it costs a millisecond).
         if loss[0] <= 10 * self.o.atol:
