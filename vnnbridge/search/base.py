@@ -253,7 +253,7 @@ class Call:
         """A JSON-ready dict."""
         return {"index": self.index, "purpose": self.purpose, "note": self.note,
                 "verdict": self.verdict.value, "oracle": self.oracle, "query_sha256": self.sha256,
-                "seconds": self.seconds, "reason": self.reason}
+                "query_file": str(self.vnnlib), "seconds": self.seconds, "reason": self.reason}
 
 
 @dataclass(frozen=True)
