@@ -16,6 +16,7 @@ import logging
 import math
 import re
 import threading
+from functools import lru_cache
 from importlib import resources
 from itertools import compress, repeat
 from operator import is_not, not_
@@ -140,6 +141,13 @@ def syntax_error(exc: UnexpectedInput, text: str, path: str | None) -> SpecSynta
     return SpecSyntaxError(f"expected {wanted}, found {found}", path=path,
                            line=line if line and line > 0 else None,
                            column=column if column and column > 0 else None)
+
+
+@lru_cache(maxsize=64)
+def _alternating(n: int, first: str) -> tuple[str, ...]:
+    """``(first, other, first, other, ...)`` of length n, for comparing a column of operators."""
+    other = "<=" if first == ">=" else ">="
+    return (first, other) * (n // 2)
 
 
 class _NotAShape(Exception):
@@ -378,19 +386,19 @@ class _ToSpec(Transformer):
         inputs = st.inputs
         ops, names, nums = zip(*items)
         idx = list(map(inputs.get, names))
-        isx = list(map(is_not, idx, repeat(None)))
-        if all(isx):
+        if None not in idx:
             others: list[int] = []
             xs_idx, xs_ops, xs_nums = idx, ops, nums
         else:
-            first = isx.index(False)
-            if not any(isx[first:]):
+            first = idx.index(None)
+            if idx.count(None) == len(idx) - first:
                 # Output rows after the input bounds (the usual layout): slices, no compress.
                 others = list(range(first, len(idx)))
                 xs_idx, xs_ops, xs_nums = idx[:first], ops[:first], nums[:first]
             else:
+                isx = list(map(is_not, idx, repeat(None)))
                 others = list(compress(range(len(idx)), map(not_, isx)))
-                xs_idx, xs_ops, xs_nums = (list(compress(idx, isx)), list(compress(ops, isx)),
+                xs_idx, xs_ops, xs_nums = (list(compress(idx, isx)), tuple(compress(ops, isx)),
                                            list(compress(nums, isx)))
             if any(names[k] in inputs or nums[k] in inputs for k in others):
                 return False
@@ -398,16 +406,25 @@ class _ToSpec(Transformer):
             vals = list(map(float, xs_nums))
         except ValueError:
             return False
-        # float() also reads "1_0", "inf" and "nan", which are no VNN-LIB numbers.
-        if not all(map(math.isfinite, vals)) or "_" in "".join(xs_nums):
+        # float() also reads "1_0", "inf" and "nan", which are no VNN-LIB numbers. (A sum that
+        # overflows only sends a valid conjunction to the loop.)
+        if not math.isfinite(sum(vals)) or "_" in "".join(xs_nums):
             return False
+        n = len(xs_ops)
         n_upper, n_lower = xs_ops.count("<="), xs_ops.count(">=")
-        if n_upper + n_lower != len(xs_ops):
+        if n_upper + n_lower != n:
             return False
-        upper = list(map("<=".__eq__, xs_ops))
-        new_hi = dict(zip(compress(xs_idx, upper), compress(vals, upper)))
-        lower = list(map(not_, upper))
-        new_lo = dict(zip(compress(xs_idx, lower), compress(vals, lower)))
+        if n and n % 2 == 0 and xs_ops == _alternating(n, xs_ops[0]):
+            # (>= X_i lo) (<= X_i hi) pairs, as VNN-COMP files and our writer lay them out.
+            a, b = (xs_idx[0::2], vals[0::2]), (xs_idx[1::2], vals[1::2])
+            (lo_idx, lo_vals), (hi_idx, hi_vals) = (a, b) if xs_ops[0] == ">=" else (b, a)
+            new_hi = dict(zip(hi_idx, hi_vals))
+            new_lo = dict(zip(lo_idx, lo_vals))
+        else:
+            upper = list(map("<=".__eq__, xs_ops))
+            new_hi = dict(zip(compress(xs_idx, upper), compress(vals, upper)))
+            lower = list(map(not_, upper))
+            new_lo = dict(zip(compress(xs_idx, lower), compress(vals, lower)))
         if len(new_hi) != n_upper or len(new_lo) != n_lower:
             return False
         if not (conj.hi.keys().isdisjoint(new_hi) and conj.lo.keys().isdisjoint(new_lo)):
