@@ -290,6 +290,7 @@ def draw_cactus(comparison: Comparison, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name in comparison.oracles:
@@ -298,6 +299,7 @@ def draw_cactus(comparison: Comparison, path: str | Path) -> Path:
     ax.set_xlabel("time per instance (s)")
     ax.set_ylabel("instances solved")
     ax.set_xscale("log")
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
