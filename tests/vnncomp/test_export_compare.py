@@ -126,3 +126,35 @@ def test_bogus_witness_counts_as_wrong(sweep: Path, tmp_path: Path) -> None:
     by = {s.oracle: s for s in cmp.summaries()}
     assert (by["liar"].bogus, by["liar"].wrong, by["liar"].score) == (1, 1, -150)
     assert by["honest"].score == 10 and len(cmp.disagreements) == 1
+
+
+def test_compare_cli_prints_the_table_and_plots(paper: tuple[Path, Path], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    onnx, image = paper
+    bench = tmp_path / "one"
+    assert main(["export-benchmark", "--onnx", str(onnx), "--input", str(image), "--radii", "0", "--timeout", "20",
+                 "--out", str(bench)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(bench), "--oracle", "fake:timeout", "--oracle", "fake:unsat", "--plot",
+                 str(tmp_path / "c.png"), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("fake:")}
+    assert rows["fake:timeout"][1:4] == ["0", "0", "1"] and rows["fake:timeout"][-1] == "0"
+    assert rows["fake:unsat"][1:3] == ["0", "1"] and rows["fake:unsat"][-1] == "10"
+    assert "disagreements: none" in out and (tmp_path / "c.png").is_file()
+    assert main(["compare", str(bench), "--oracle", "fake:unsat", "--oracle", "fake:unsat"]) == 2
+
+
+def test_export_folds_outside_normalisation(shared: Path, tmp_path: Path) -> None:
+    onnx = shared / "data/networks/fmnist/fmnist_mlp_784-32-10.onnx"  # expects (x - 0.5) / 0.5
+    image = sorted((shared / "data/paper/fmnist/images").glob("*.csv"))[0]
+    out = tmp_path / "norm"
+    assert main(["export-benchmark", "--onnx", str(onnx), "--input", str(image), "--radii", "0.01", "--mean", "0.5",
+                 "--std", "0.5", "--out", str(out)]) == 0
+    (row,) = read_instances(out)
+    assert row[0].name == "fmnist_mlp_784-32-10_normalized.onnx"
+    x = load_input(image).x
+    exported, original = load_network(row[0]), load_network(onnx)
+    assert np.allclose(exported.run(x), original.run((x - 0.5) / 0.5), atol=1e-5)
+    assert np.array_equal(parse_file(row[1]).single_box.arrays()[0], np.maximum(x - 0.01, 0))
+    assert "mean [0.5], std [0.5]" in (out / "README.md").read_text()

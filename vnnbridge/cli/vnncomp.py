@@ -105,7 +105,9 @@ def _export(args: argparse.Namespace) -> int:
     if args.mean is not None:
         parts += ["--mean", *map(repr, args.mean), "--std", *map(repr, args.std)]
     parts += ["--timeout", repr(args.timeout), "--out", str(args.out)]
-    export = export_queries(onnx, queries, args.out, args.timeout, description, command=shlex.join(parts))
+    name = f"{Path(args.onnx).stem}_normalized.onnx" if args.mean is not None else None
+    export = export_queries(onnx, queries, args.out, args.timeout, description, command=shlex.join(parts),
+                            onnx_name=name)
     print(f"wrote {len(export.rows)} instances to {export.out}")
     return 0
 

@@ -86,7 +86,7 @@ def _safe(name: str) -> str:
 
 
 def export_queries(onnx: str | Path, queries: Sequence[ExportedQuery], out: str | Path, timeout: float,
-                   description: str, command: str = "") -> Export:
+                   description: str, command: str = "", onnx_name: str | None = None) -> Export:
     """Write the benchmark folder ``out`` (created; existing instance files are replaced)."""
     if not queries:
         raise InputError("nothing to export: no queries")
@@ -98,7 +98,7 @@ def export_queries(onnx: str | Path, queries: Sequence[ExportedQuery], out: str 
     root = Path(out)
     (root / "onnx").mkdir(parents=True, exist_ok=True)
     (root / "vnnlib").mkdir(parents=True, exist_ok=True)
-    onnx_rel = f"onnx/{_safe(src.name)}"
+    onnx_rel = f"onnx/{_safe(onnx_name or src.name)}"
     shutil.copyfile(src, root / onnx_rel)
     result = Export(root)
     seen: set[str] = set()
