@@ -132,3 +132,26 @@ def test_verify_reads_vnnlib_1(tmp_path: Path, capsys: pytest.CaptureFixture[str
                      "(assert (<= Y_0 -0.5))\n")
     assert main(["verify", str(query), "--network", f"anyname={model}"]) == 0
     assert capsys.readouterr().out == "unsat\n"
+
+
+def test_verify_times_out_on_time_and_ends_the_tool(tmp_path: Path) -> None:
+    # A competition tool folder that hangs: `verify` must say timed-out on time and leave nothing behind.
+    import os
+    import time
+
+    from vnnbridge.vnncomp.run import SCOPE_VARIABLE, find_marked
+
+    model = tmp_path / "tiny.onnx"
+    _tiny_model(model)
+    query = tmp_path / "q.vnnlib"
+    query.write_text(TINY.format(bound="1.75"))
+    root = Path(__file__).resolve().parents[2]
+    scope = f"test-verify-{os.getpid()}"
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "vnnbridge", "verify", str(query), "--network", f"net={model}",
+                           "--timeout", "3.5", "--oracle", f"vnncomp:{root / 'tests/data/fake_tools/hang'}"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, SCOPE_VARIABLE: scope})
+    assert time.monotonic() - start < 3.5 + 1.5  # interpreter start-up comes on top of the timeout
+    assert done.returncode == 0 and done.stdout == "timed-out\n", done.stderr
+    time.sleep(0.5)
+    assert find_marked(scope + ":", exact=False) == []

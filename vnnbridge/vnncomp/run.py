@@ -31,7 +31,7 @@ from vnnbridge.vnncomp.config import OracleChoice
 from vnnbridge.vnnlib.model import Spec
 
 __all__ = ["RUN_MARK", "SCOPE_VARIABLE", "Answer", "Instance", "answer_instance", "network_paths", "oracle_budget",
-           "find_marked", "reserve_seconds", "run_scope", "write_answer"]
+           "end_own_tools", "find_marked", "mark_own_tools", "reserve_seconds", "run_scope", "write_answer"]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,12 @@ def find_marked(value: str, exact: bool = True, skip: set[int] | None = None) ->
     return sorted(found)
 
 
-def _end_own_tools() -> None:
+def mark_own_tools() -> None:
+    """Mark this process so that every tool its oracle starts inherits the mark (``SCOPE:PID``)."""
+    os.environ[RUN_MARK] = f"{run_scope()}:{os.getpid()}"
+
+
+def end_own_tools() -> None:
     """SIGKILL the processes this run's oracle started (they carry this run's mark), by their id."""
     import signal
 
@@ -235,7 +240,7 @@ def answer_instance(instance: Instance, choice: OracleChoice, started: float | N
     time already spent before Python came up counts against TIMEOUT. Bad input is written as
     `error` and logged as one located line; it does not raise.
     """
-    os.environ[RUN_MARK] = f"{run_scope()}:{os.getpid()}"  # inherited by every tool the oracle starts
+    mark_own_tools()
     spent = max(0.0, time.time() - started) if started is not None else 0.0
     deadline = time.monotonic() + instance.timeout - spent - reserve_seconds(instance.timeout)
     sink = _ResultFile(instance.results)
@@ -244,7 +249,7 @@ def answer_instance(instance: Instance, choice: OracleChoice, started: float | N
     def _expire() -> None:
         if sink.write(Answer(Verdict.TIMEOUT, reason="internal deadline reached")):
             log.warning("internal deadline reached after %.1f s; wrote timeout", time.monotonic() - begin)
-            _end_own_tools()
+            end_own_tools()
             logging.shutdown()
             os._exit(0)  # the oracle thread cannot be interrupted; the harness must get its answer now
 

@@ -249,13 +249,17 @@ def verify_query(query: str | Path, network_args: Sequence[str], timeout: float 
 
 def run_with_deadline(work: Callable[[], T], timeout: float | None, on_timeout: Callable[[], None]) -> T:
     """Run ``work()``; if ``timeout`` passes first, call ``on_timeout()`` and end the process (exit 0)."""
+    from vnnbridge.vnncomp.run import end_own_tools, mark_own_tools
+
     if timeout is None:
         return work()
+    mark_own_tools()
     done = threading.Event()
 
     def _expire() -> None:
         if not done.is_set():
             on_timeout()
+            end_own_tools()  # an external oracle's tools, which the process runner has not ended yet
             logging.shutdown()
             os._exit(0)  # an in-process oracle cannot be interrupted; the caller gets its answer now
 
