@@ -195,8 +195,8 @@ def test_watchdog_answers_timeout_before_the_deadline(bench: Path) -> None:
     start = time.monotonic()
     done = subprocess.run([sys.executable, "-c", code, "vnncomp-run", "--category", "c", "--onnx",
                            "onnx/mnist_784_32_10.onnx", "--vnnlib", "vnnlib/mnist_r0.0.vnnlib", "--results",
-                           "hang.txt", "--timeout", "6"], cwd=bench, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=66)
+                           "hang.txt", "--timeout", "6", "--started", repr(time.time())], cwd=bench,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=66)
     seconds = time.monotonic() - start
     assert done.returncode == 0, done.stderr
     assert out.read_text().split()[0] == "timeout"

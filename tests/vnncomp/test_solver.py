@@ -151,7 +151,9 @@ def test_verify_times_out_on_time_and_ends_the_tool(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "vnnbridge", "verify", str(query), "--network", f"net={model}",
                            "--timeout", "3.5", "--oracle", f"vnncomp:{root / 'tests/data/fake_tools/hang'}"],
                           capture_output=True, text=True, timeout=60, env={**os.environ, SCOPE_VARIABLE: scope})
-    assert time.monotonic() - start < 3.5 + 1.5  # interpreter start-up comes on top of the timeout
+    # The timeout counts from when verify starts working, so start-up (slow on a loaded machine) comes on
+    # top; the process runner alone would only answer after its slack of 5 s past the oracle's budget.
+    assert time.monotonic() - start < 3.5 + 3.0
     assert done.returncode == 0 and done.stdout == "timed-out\n", done.stderr
     time.sleep(0.5)
     assert find_marked(scope + ":", exact=False) == []
