@@ -6,7 +6,8 @@ l-inf cubes (clipped to [0, 1]) at FACTORS times that radius, so they sit on bot
 (factors near 1 are the hard ones). Every oracle (witness-validating, as `make_oracle` builds
 them) answers every query in turn. Printed per oracle: sat / unsat answers, timeouts, unknown,
 errors, bogus witnesses, disagreements (a sat where another oracle said unsat, or the
-reverse), median and p90 seconds, and the median over queries of the time ratio to Marabou.
+reverse), wrong unsat answers (disagreements settled by the other side's validated witness),
+median and p90 seconds, and the median over queries of the time ratio to Marabou.
 
 Goal (issue 3): embedded median <= Marabou's, zero disagreements, zero bogus witnesses.
 
@@ -71,19 +72,22 @@ def _row(name: str, results: list[OracleResult], others: dict[str, list[OracleRe
          reference: list[float] | None) -> list[str]:
     verdicts = [r.verdict for r in results]
     bogus = sum(r.verdict is Verdict.ERROR and r.reason.startswith("bogus witness") for r in results)
-    disagree = 0
+    disagree = refuted = 0
     for i, r in enumerate(results):
         if r.verdict not in (Verdict.SAT, Verdict.UNSAT):
             continue
         opposite = Verdict.UNSAT if r.verdict is Verdict.SAT else Verdict.SAT
-        disagree += any(o[i].verdict is opposite for n, o in others.items() if n != name)
+        clash = any(o[i].verdict is opposite for n, o in others.items() if n != name)
+        disagree += clash
+        # Every SAT here carries an onnxruntime-validated witness: an unsat against it is wrong.
+        refuted += clash and r.verdict is Verdict.UNSAT
     secs = np.array([r.seconds for r in results])
     ratio = "-"
     if reference is not None:
         ratio = f"{np.median(secs / np.maximum(np.array(reference), 1e-6)):.4f}"
     return [name, str(verdicts.count(Verdict.SAT)), str(verdicts.count(Verdict.UNSAT)),
             str(verdicts.count(Verdict.TIMEOUT)), str(verdicts.count(Verdict.UNKNOWN)),
-            str(verdicts.count(Verdict.ERROR)), str(bogus), str(disagree),
+            str(verdicts.count(Verdict.ERROR)), str(bogus), str(disagree), str(refuted),
             f"{np.median(secs):.4f}", f"{np.percentile(secs, 90):.4f}", ratio]
 
 
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             results[n].append(oracle.check(q, args.timeout))
         print(f"  {n}: done in {sum(r.seconds for r in results[n]):.1f} s", flush=True)
     reference = [r.seconds for r in results["marabou"]] if "marabou" in results else None
-    header = ["oracle", "sat", "unsat", "timeout", "unknown", "error", "bogus", "disagree",
+    header = ["oracle", "sat", "unsat", "timeout", "unknown", "error", "bogus", "disagree", "wrong_unsat",
               "median_s", "p90_s", "median_ratio_to_marabou"]
     rows = [header] + [_row(n, results[n], results, reference) for n in names]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

@@ -8,8 +8,10 @@ sides of it), in the network's input space (normalisation applied outside the gr
 compared; together the networks give well over 200 compared queries.
 
 Factors close to 1 are left to `benchmarks/oracles.py`: Marabou needs 5-25 s there on this
-machine, which would take the test far past its time budget. Networks where Marabou cannot
-answer in time (the 256-wide MLPs, the Fashion-MNIST CNNs) are listed in `SKIPPED` with why.
+machine, which would take the test far past its time budget. Networks left out (Marabou too
+slow or unsound, or CNN bounds too loose) are listed in `SKIPPED` with why. The full
+comparison is marked slow (about 7 minutes on two workers, nearly all of it Marabou); a
+quick part runs in a few seconds.
 """
 
 from __future__ import annotations
@@ -33,12 +35,12 @@ pytestmark = pytest.mark.marabou
 # network -> (data set, images, radius factors, least number of compared queries). Together
 # at least 200 identical verdicts; Marabou's timeouts and crashes are not compared.
 AGREEMENT = {
-    "paper/networks/mnist_784_32_10.onnx": ("mnist", 25, (0.25, 3.0), 40),
-    "paper/networks/fmnist_784_32_10.onnx": ("fmnist", 25, (0.25, 0.5, 2.0, 4.0), 75),
-    "networks/fmnist/fmnist_mlp_784-32-10.onnx": ("fmnist", 16, (0.25, 0.5, 2.0, 4.0), 50),
-    "networks/fmnist/fmnist_mlp_784-128-10.onnx": ("fmnist", 3, (0.25, 4.0), 4),
-    "networks/mnist/Convnet_maxpool.onnx": ("mnist", 1, (0.25,), 1),
+    "paper/networks/mnist_784_32_10.onnx": ("mnist", 35, (0.25, 3.0), 63),
+    "paper/networks/fmnist_784_32_10.onnx": ("fmnist", 25, (0.25, 0.5, 2.0, 4.0), 80),
+    "networks/fmnist/fmnist_mlp_784-32-10.onnx": ("fmnist", 16, (0.25, 0.5, 2.0, 4.0), 58),
+    "networks/fmnist/fmnist_mlp_784-128-10.onnx": ("fmnist", 3, (0.25, 4.0), 5),
 }
+assert sum(v[3] for v in AGREEMENT.values()) >= 200  # the issue asks for 200 identical verdicts
 # The part that runs with every test run (Marabou answers these in about a second each).
 QUICK = ("paper/networks/fmnist_784_32_10.onnx", "fmnist", 6, (0.25, 4.0), 10)
 
@@ -49,6 +51,9 @@ SKIPPED = {
     "networks/fmnist/fmnist_cnn_c32-c64-fc128.onnx": "Marabou times out (30 s) at radius 0.002",
     "networks/fmnist/fmnist_cnn_c64-c128-fc128-fc128.onnx": "Marabou times out (30 s) at radius 0.002",
     "networks/mnist/Convnet_avgpool.onnx": "Marabou needs ~17 s per query (AveragePool rewritten as Conv)",
+    "networks/mnist/Convnet_maxpool.onnx": "Marabou needs 7 s below and > 30 s above the radius, and the "
+                                           "embedded oracle's MaxPool bounds cannot decide a quarter radius",
+    "networks/mnist/mnistconvSmallRELUDiffAI.onnx": "Marabou is unsound on it (test_marabou_on_mnistconvsmall)",
 }
 
 MARABOU_TIMEOUT = 30.0
