@@ -60,8 +60,8 @@ def test_branch_and_bound_decides_both_sides_of_the_minimum(seed: int) -> None:
 
 def test_the_mip_method_agrees_on_a_wider_network() -> None:
     rng = np.random.default_rng(99)
-    net = _net(rng, [20, 16, 16, 4])
-    lo = rng.uniform(-1, 0, 20)
+    net = _net(rng, [12, 12, 12, 4])
+    lo = rng.uniform(-1, 0, 12)
     hi = lo + 0.6
     c = np.array([[1.0, -1.0, 0.0, 0.0]])
     d = np.zeros(1)
