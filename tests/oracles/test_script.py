@@ -161,3 +161,14 @@ def test_paths_with_spaces_and_quotes(cube_query, tmp_path: Path) -> None:
 def test_folder_without_scripts_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(OracleUnavailable, match="no run_instance.sh"):
         make_oracle(f"vnncomp:{tmp_path}")
+
+
+@pytest.mark.parametrize(("image", "radius", "verdict"), [("1-1", 0.2, Verdict.SAT), ("0-1", 0.02, Verdict.UNSAT)])
+def test_vnnbridge_itself_as_a_tool_folder(cube_query, image: str, radius: float, verdict: Verdict) -> None:
+    # The repository's own harness scripts, run the way vnnbridge runs any competition tool.
+    root = Path(__file__).resolve().parents[2]
+    query = cube_query("mnist", image, radius)
+    result = make_oracle(f"vnncomp:{root}", env={"VNNBRIDGE_ORACLE": "embedded"}).check(query, 30)
+    assert result.verdict is verdict, result.reason
+    if verdict is Verdict.SAT:
+        assert query.spec.violated_by(result.witness, load_network(query.onnx).run(result.witness))
