@@ -36,8 +36,8 @@ def _alive(pid: int) -> bool:
     return _process_state(pid) not in (None, "Z", "X")
 
 
-def _survivors(folder: Path) -> list[int]:
-    """Live processes whose command line names ``folder`` (the tool's scripts)."""
+def _survivors(marker: Path) -> list[int]:
+    """Live processes whose command line names ``marker`` (the query file: unique per test)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -45,7 +45,7 @@ def _survivors(folder: Path) -> list[int]:
                 cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            if str(folder) in cmdline and _alive(int(entry.name)):
+            if str(marker) in cmdline and _alive(int(entry.name)):
                 found.append(int(entry.name))
     return found
 
@@ -56,7 +56,7 @@ def _check(tool: str, query: Query, **options: object):
     result = oracle.check(query, TIMEOUT)
     elapsed = time.monotonic() - start
     assert elapsed < TIMEOUT + 5, f"{tool} took {elapsed:.1f} s"
-    assert not _survivors(TOOLS / tool)
+    assert not _survivors(query.vnnlib)
     return result
 
 
