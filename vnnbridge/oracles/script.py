@@ -92,7 +92,8 @@ class ScriptOracle:
         """The folder's ``version.txt`` (first line), else a hash of its scripts."""
         stamp = self.folder / "version.txt"
         if stamp.is_file():
-            return stamp.read_text(errors="replace").strip().splitlines()[0] if stamp.stat().st_size else ""
+            lines = stamp.read_text(errors="replace").strip().splitlines()
+            return lines[0].strip() if lines else ""
         digest = hashlib.sha256()
         for script in (self.prepare_script, self.run_script):
             if script is not None:
