@@ -18,8 +18,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The main job: certify a bundled reference image (MNIST 0-1, paper network) with the embedded
+# oracle, re-check the certificate, and draw it.
+DEMO_OUT ?= out/cert-mnist-0-1
 demo: $(STAMP)
-	$(VENV)/bin/vnnbridge vnnlib check tests/data/vnnlib/ok/mnist_fc_prop_0_0.03.vnnlib
+	$(VENV)/bin/vnnbridge certify --onnx tests/data/paper/mnist_784_32_10.onnx \
+	    --input tests/data/paper/mnist_0-1.csv --out $(DEMO_OUT)
+	$(VENV)/bin/vnnbridge check $(DEMO_OUT)
+	$(VENV)/bin/vnnbridge show $(DEMO_OUT) -o $(DEMO_OUT).png
+	@echo "certificate: $(DEMO_OUT)/certificate.json  picture: $(DEMO_OUT).png"
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(JOBS) -p no:cacheprovider
