@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import struct
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from vnnbridge.errors import SpecError
 from vnnbridge.vnnlib import parse, parse_file, write
 from vnnbridge.vnnlib.model import Spec
+from vnnbridge.vnnlib.model import spec_bits as bits
 from vnnbridge.vnnlib.vnnlib2 import parse_document, parse_document_file, write2, write_document
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,16 +45,6 @@ def eval_list(text: str) -> list:
 TABLE = _table()
 V2 = ["cartpole.vnnlib", "initialized.vnnlib", "intermediate_nodes.vnnlib", "multiple_networks.vnnlib"]
 
-
-def bits(spec: Spec) -> list[bytes]:
-    """Every float of a spec as IEEE bits."""
-    out = []
-    for c in spec.cases:
-        out.append(struct.pack(f"<{2 * c.box.dim}d", *c.box.lower, *c.box.upper))
-        for p in c.polytopes:
-            out += [struct.pack(f"<{len(r)}d", *r) for r in p.a]
-            out.append(struct.pack(f"<{len(p.b)}d", *p.b))
-    return out
 
 
 @pytest.fixture(scope="module")

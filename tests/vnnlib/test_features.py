@@ -5,13 +5,13 @@ from __future__ import annotations
 import gzip
 import logging
 import math
-import struct
 from pathlib import Path
 
 import pytest
 
 from vnnbridge.vnnlib import parse, parse_file, write
 from vnnbridge.vnnlib.model import Spec
+from vnnbridge.vnnlib.model import spec_bits as bits
 
 OK = Path(__file__).resolve().parents[1] / "data" / "vnnlib" / "ok"
 
@@ -21,16 +21,6 @@ def cases(spec: Spec) -> list[tuple[list[float], list[float], list[tuple[list[li
     return [(list(c.box.lower), list(c.box.upper), [([list(r) for r in p.a], list(p.b)) for p in c.polytopes])
             for c in spec.cases]
 
-
-def bits(spec: Spec) -> list[bytes]:
-    """Every float of a spec as its IEEE bits (so -0.0 differs from 0.0)."""
-    out = []
-    for c in spec.cases:
-        out.append(struct.pack(f"<{2 * c.box.dim}d", *c.box.lower, *c.box.upper))
-        for p in c.polytopes:
-            out += [struct.pack(f"<{len(r)}d", *r) for r in p.a]
-            out.append(struct.pack(f"<{len(p.b)}d", *p.b))
-    return out
 
 
 # fixture -> the cases it must produce: (lower, upper, [(A, b), ...]) per box.

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from vnnbridge.box import Box
 from vnnbridge.vnnlib import format_number, membership_spec, parse, robustness_spec, write, write_file
 from vnnbridge.vnnlib.model import Case, Polytope, Spec
+from vnnbridge.vnnlib.model import spec_bits as bits
 from vnnbridge.vnnlib.vnnlib2 import write2
 
 SPECIAL = [0.0, -0.0, 5e-324, -5e-324, 1e-300, -1e-300, 1e300, -1e300, 2.2250738585072014e-308,
@@ -27,16 +28,6 @@ finite = st.one_of(st.sampled_from(SPECIAL), st.floats(allow_nan=False, allow_in
 coefficient = st.one_of(st.sampled_from([0.0, 0.0, 0.0, 1.0, -1.0, -0.0, 2.0, 0.5]), finite)
 _NUMBER = re.compile(r"(?<![\w.])[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?![\w.])")
 
-
-def bits(spec: Spec) -> list[bytes]:
-    """Every float of a spec as IEEE bits (so -0.0 differs from 0.0)."""
-    out = []
-    for c in spec.cases:
-        out.append(struct.pack(f"<{2 * c.box.dim}d", *c.box.lower, *c.box.upper))
-        for p in c.polytopes:
-            out += [struct.pack(f"<{len(r)}d", *r) for r in p.a]
-            out.append(struct.pack(f"<{len(p.b)}d", *p.b))
-    return out
 
 
 @st.composite

@@ -8,6 +8,7 @@ some polytope of that case. ``unsat`` means the property holds.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from vnnbridge.box import Box
 
-__all__ = ["Case", "Polytope", "Spec", "membership_spec", "robustness_spec"]
+__all__ = ["Case", "Polytope", "Spec", "membership_spec", "robustness_spec", "spec_bits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,3 +139,14 @@ def membership_spec(box: Box, label: int, outputs: int) -> Spec:
 def cases_from(boxes: Sequence[Box], polytopes: Sequence[Polytope]) -> tuple[Case, ...]:
     """Every box paired with the same disjunction."""
     return tuple(Case(b, tuple(polytopes)) for b in boxes)
+
+
+def spec_bits(spec: Spec) -> list[bytes]:
+    """Every float of a spec as its IEEE bits, for bit-exact comparison (``-0.0`` differs from ``0.0``)."""
+    out = []
+    for c in spec.cases:
+        out.append(struct.pack(f"<{2 * c.box.dim}d", *c.box.lower, *c.box.upper))
+        for p in c.polytopes:
+            out += [struct.pack(f"<{len(r)}d", *r) for r in p.a]
+            out.append(struct.pack(f"<{len(p.b)}d", *p.b))
+    return out
