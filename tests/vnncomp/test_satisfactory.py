@@ -19,10 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 # Cases of claimed categories that the embedded engine cannot decide yet, with the reason. The test
 # fails on any other fail/suspect/error, and also when one of these starts passing (then remove it).
-KNOWN_GAPS = {
-    "conv/conv06": "1-D Conv (weight [1,1,3]): the engine handles 2-D convolutions only",
-    "maxpool/maxpool03": "MaxPool with ceil_mode=1 and a partial last window: not supported by the engine",
-}
+# (None at the moment: conv06's 1-D Conv and maxpool03's ceil_mode MaxPool are supported now.)
+KNOWN_GAPS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")

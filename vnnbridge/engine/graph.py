@@ -392,77 +392,125 @@ def _batchnorm(b: _Builder, node: Any, ins: list[Any], k: int) -> tuple[int, ...
     return shape
 
 
-def _spatial(b: _Builder, node: Any, shape: tuple[int, ...], kernel: tuple[int, int]) -> tuple[Any, ...]:
-    """Strides, explicit pads (t, l, b, r), dilations for a 2-D window op on (1, C, H, W)."""
+def _spatial(b: _Builder, node: Any, shape: tuple[int, ...],
+             kernel: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, int], tuple[int, int, int, int],
+                                               tuple[int, int], tuple[int, int]]:
+    """The 2-D view of a 1-D or 2-D window op: (1, C, H, W), strides, pads (t, l, b, r), dilations, kernel.
+
+    A 1-D operator on (1, C, L) is exactly the 2-D one on (1, C, 1, L) with a window of height 1.
+    """
     a = b.attrs(node)
-    if len(shape) != 4 or shape[0] != 1:
-        raise b.fail(node, f"only 2-D operators on (1, C, H, W) tensors are supported, got {shape}")
-    strides = tuple(a.get("strides", [1, 1]))
-    dil = tuple(a.get("dilations", [1, 1]))
-    pads = list(a.get("pads", [0, 0, 0, 0]))
+    if len(shape) not in (3, 4) or shape[0] != 1:
+        raise b.fail(node, f"only 1-D and 2-D operators on (1, C, L) or (1, C, H, W) tensors are supported, "
+                           f"got {shape}")
+    dims = len(shape) - 2
+    if len(kernel) != dims:
+        raise b.fail(node, f"a {len(kernel)}-D window on a {dims}-D tensor {shape}")
+    strides = [int(v) for v in a.get("strides", [1] * dims)]
+    dil = [int(v) for v in a.get("dilations", [1] * dims)]
+    pads = [int(v) for v in a.get("pads", [0] * 2 * dims)]
+    if len(strides) != dims or len(dil) != dims or len(pads) != 2 * dims:
+        raise b.fail(node, f"strides, dilations and pads do not fit a {dims}-D window")
+    if min(strides) < 1 or min(dil) < 1 or min(pads) < 0 or min(kernel) < 1:
+        raise b.fail(node, "kernel, strides and dilations must be positive and pads non-negative")
     auto = a.get("auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else auto
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        pads = []
-        for ax in range(2):
+        begins, ends = [], []
+        for ax in range(dims):
             size = shape[2 + ax]
             out = -(-size // strides[ax])
             total = max(0, (out - 1) * strides[ax] + dil[ax] * (kernel[ax] - 1) + 1 - size)
             lo = total // 2 if auto == "SAME_UPPER" else total - total // 2
-            pads.append((lo, total - lo))
-        pads = [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]
+            begins.append(lo)
+            ends.append(total - lo)
+        pads = begins + ends
     elif auto == "VALID":
-        pads = [0, 0, 0, 0]
-    if len(strides) != 2 or len(dil) != 2 or len(pads) != 4:
-        raise b.fail(node, "only 2-D windows are supported")
-    return strides, (pads[0], pads[1], pads[2], pads[3]), dil
+        pads = [0] * 2 * dims
+    elif auto != "NOTSET":
+        raise b.fail(node, f"unknown auto_pad {auto!r}")
+    if dims == 1:
+        return ((1, shape[1], 1, shape[2]), (1, strides[0]), (0, pads[0], 0, pads[1]), (1, dil[0]),
+                (1, int(kernel[0])))
+    return (tuple(shape), (strides[0], strides[1]), (pads[0], pads[1], pads[2], pads[3]), (dil[0], dil[1]),
+            (int(kernel[0]), int(kernel[1])))
+
+
+def _unview(shape: tuple[int, ...], out4: tuple[int, ...]) -> tuple[int, ...]:
+    """The output shape of a window op in the rank of its input (drop the height 1 of a 1-D op)."""
+    return out4 if len(shape) == 4 else (out4[0], out4[1], out4[3])
 
 
 def _conv(b: _Builder, node: Any, ins: list[Any], k: int) -> tuple[int, ...]:
     if k != 0:
         raise b.fail(node, "the weights must be constants")
     w = b.const(node, node.input[1]).astype(np.float64)
-    if w.ndim != 4:
-        raise b.fail(node, f"only 2-D convolutions are supported, weight shape {w.shape}")
+    if w.ndim not in (3, 4):
+        raise b.fail(node, f"only 1-D and 2-D convolutions are supported, weight shape {w.shape}")
     shape = ins[k].shape
-    strides, pads, dil = _spatial(b, node, shape, (w.shape[2], w.shape[3]))
+    if len(shape) != w.ndim:
+        raise b.fail(node, f"weights of shape {w.shape} do not fit the input shape {shape}")
+    declared = b.attrs(node).get("kernel_shape")
+    if declared is not None and tuple(declared) != w.shape[2:]:
+        raise b.fail(node, f"kernel_shape {list(declared)} differs from the weights' {list(w.shape[2:])}")
+    shape4, strides, pads, dil, kernel = _spatial(b, node, shape, tuple(w.shape[2:]))
     group = b.attrs(node).get("group", 1)
     if shape[1] != w.shape[1] * group:
         raise b.fail(node, f"input has {shape[1]} channels, the weights expect {w.shape[1] * group}")
-    op = ConvOp(w, tuple(shape[1:]), strides, pads, dil, group)
+    try:  # a 1-D kernel (O, C/g, k) becomes the 2-D kernel (O, C/g, 1, k) of the height-1 view
+        op = ConvOp(w.reshape(w.shape[0], w.shape[1], *kernel), tuple(shape4[1:]), strides, pads, dil, group)
+    except ValueError as exc:
+        raise b.fail(node, str(exc)) from None
     bias = None
     if len(node.input) > 2 and node.input[2]:
         bias = np.repeat(b.const(node, node.input[2]).astype(np.float64), op.out_shape[1] * op.out_shape[2])
     b.affine(op, bias)
-    return (1, *op.out_shape)
+    return _unview(shape, (1, *op.out_shape))
 
 
-def _windows(b: _Builder, node: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Per output cell the flat input indices of its window (-1 where it reads padding)."""
+def _windows(b: _Builder, node: Any, shape: tuple[int, ...],
+             partial: bool) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Per output cell the flat input indices of its window (-1 where it reads padding).
+
+    With ``ceil_mode=1`` a last window that runs past the padded input is kept, as onnxruntime
+    does, when it starts inside the input or the left padding; its cells past the end read -1.
+    ``partial`` says whether the caller can take such windows.
+    """
     a = b.attrs(node)
-    kernel = tuple(a["kernel_shape"])
-    strides, pads, dil = _spatial(b, node, shape, kernel)
-    _, c, h, w = shape
+    if "kernel_shape" not in a:
+        raise b.fail(node, "kernel_shape is required")
+    shape4, strides, pads, dil, kernel = _spatial(b, node, shape, tuple(a["kernel_shape"]))
+    _, c, h, w = shape4
     t, l, bt, r = pads
+    ceil = bool(a.get("ceil_mode", 0))
+
     def out_len(size: int, lo: int, hi: int, ax: int) -> int:
-        span = size + lo + hi - dil[ax] * (kernel[ax] - 1) - 1
-        n = span // strides[ax] + 1
-        if a.get("ceil_mode", 0) and span % strides[ax]:
+        span = size + lo + hi - dil[ax] * (kernel[ax] - 1) - 1  # last start of a full window
+        n = (-(-span // strides[ax]) if ceil else span // strides[ax]) + 1
+        if ceil and (n - 1) * strides[ax] >= size + lo:
+            n -= 1  # onnxruntime drops a last window that would start in the right padding
+        if n <= 0:
+            raise b.fail(node, "the window is larger than the padded input")
+        if (n - 1) * strides[ax] > span and not partial:
             raise b.fail(node, "ceil_mode=1 with a partial last window is not supported")
         return n
+
     ho, wo = out_len(h, t, bt, 0), out_len(w, l, r, 1)
     oy = np.arange(ho)[:, None, None, None] * strides[0] - t + np.arange(kernel[0])[None, None, :, None] * dil[0]
     ox = np.arange(wo)[None, :, None, None] * strides[1] - l + np.arange(kernel[1])[None, None, None, :] * dil[1]
     oy, ox = np.broadcast_arrays(oy, ox)  # (ho, wo, kh, kw)
     valid = (oy >= 0) & (oy < h) & (ox >= 0) & (ox < w)
+    if not valid.reshape(ho * wo, -1).any(axis=1).all():
+        raise b.fail(node, "a window covers padding only (its value would not depend on the input)")
     cell = np.where(valid, oy * w + ox, -1).reshape(ho * wo, -1)
     idx = np.where(cell[None] >= 0, np.arange(c)[:, None, None] * h * w + cell[None], -1)
-    return idx.reshape(c * ho * wo, -1), (1, c, ho, wo)
+    return idx.reshape(c * ho * wo, -1), _unview(shape, (1, c, ho, wo))
 
 
 def _avgpool(b: _Builder, node: Any, ins: list[Any], k: int) -> tuple[int, ...]:
     shape = ins[k].shape
-    idx, out_shape = _windows(b, node, shape)
+    # A partial ceil_mode window's divisor follows its own rule in onnxruntime: refused, not guessed.
+    idx, out_shape = _windows(b, node, shape, partial=False)
     include = b.attrs(node).get("count_include_pad", 0)
     counts = np.full(idx.shape[0], idx.shape[1]) if include else (idx >= 0).sum(axis=1)
     rows, cols = np.nonzero(idx >= 0)
@@ -485,8 +533,9 @@ def _maxpool(b: _Builder, node: Any, ins: list[Any], k: int) -> tuple[int, ...]:
     if len(node.output) > 1 and node.output[1]:
         raise b.fail(node, "the indices output of MaxPool is not supported")
     shape = ins[k].shape
-    idx, out_shape = _windows(b, node, shape)
-    # Padding cells never win a max: replace them by a real cell of the same window.
+    # Cells of the explicit padding and of a ceil_mode window's overhang act as -inf: they never
+    # win a max, so each is replaced by a real cell of the same window (max(a, a) = a).
+    idx, out_shape = _windows(b, node, shape, partial=True)
     first = idx.max(axis=1)
     idx = np.where(idx >= 0, idx, first[:, None])
     b.items.append(("maxpool", idx, int(np.prod(shape))))
