@@ -112,3 +112,16 @@ def test_mean_std_outside_the_graph(shared: Path, tmp_path: Path, capsys: pytest
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["verdict"] in ("sat", "unsat")
     assert Path(out["onnx"]).parent.name == "models"  # the derived model, in the cache
+
+
+def test_query_json_stdout_is_one_object_when_the_solver_runs(shared: Path, tmp_path: Path) -> None:
+    # r* = 33/255 on image 0-1 needs branch and bound, so HiGHS is constructed in this process;
+    # HiGHS >= 1.16 prints a banner to the C-level stdout then, which must not reach ours.
+    import subprocess
+    import sys
+
+    onnx, prop, _ = _property(shared, tmp_path, "0-1", 33 / 255)
+    run = subprocess.run([sys.executable, "-m", "vnnbridge", "query", "--onnx", str(onnx), "--vnnlib", str(prop),
+                          "--json"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["verdict"] == "unsat"

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
+import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -246,10 +249,40 @@ def _drop_tiny(a: sp.csr_array, rlo: np.ndarray, rhi: np.ndarray, lo: np.ndarray
     return a, rlo - slack, rhi + slack
 
 
+_BANNER_LOCK = threading.Lock()
+_banner_done = False
+
+
+def _new_highs() -> object:
+    """A HiGHS instance; the first one of the process is built with stdout silenced.
+
+    HiGHS >= 1.16 prints a copyright banner to the C-level stdout when the first instance is
+    constructed, before any option can turn output off. That would corrupt machine-readable
+    stdout (``vnnbridge query --json``, ``verify``), so fd 1 points at /dev/null meanwhile.
+    """
+    global _banner_done
+    import highspy
+
+    with _BANNER_LOCK:
+        if not _banner_done:
+            sys.stdout.flush()
+            saved, sink = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(sink, 1)
+                first = highspy.Highs()
+            finally:
+                os.dup2(saved, 1)
+                os.close(saved)
+                os.close(sink)
+            _banner_done = True
+            return first
+    return highspy.Highs()
+
+
 def _model(enc: Encoding, integer: bool) -> object:
     import highspy
 
-    h = highspy.Highs()
+    h = _new_highs()
     for key, value in _OPTIONS.items():
         h.setOptionValue(key, value)
     csc = sp.csc_array(enc.a)
