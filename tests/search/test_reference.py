@@ -69,3 +69,26 @@ def test_marabou_confirms_the_reference_apothem(reference: Instance) -> None:
     assert sat.verdict is Verdict.SAT
     confirm_witness(beyond, sat.witness)  # raises BogusWitness if onnxruntime disagrees
     confirm_witness(beyond, result.witnesses[0].point)
+
+
+def test_slack_grows_the_reference_cube_with_validated_blocked_faces(reference: Instance) -> None:
+    from vnnbridge.search.base import SearchOptions
+
+    result, _, prober = certify(reference, make_oracle("embedded"), "apothem+slack",
+                                options=SearchOptions(max_calls=25))
+    g = prober.grid
+    assert result.certified and result.proof is not None and result.proof.verdict is Verdict.UNSAT
+    assert result.box.contains_box(g.cube(R_STAR)) and result.box != g.cube(R_STAR)
+    assert len(prober.calls) <= 2 * 25
+    blocked = result.blocked()
+    assert blocked  # the slack phase blocks faces with onnxruntime-only witnesses
+    unproven = set(result.stuck_faces) | set(result.open_faces)
+    for face in range(2 * g.n):
+        if result.steps[face] == g.reach[face] or face in unproven:
+            continue
+        assert face in blocked, f"face {face}: not on the boundary, not blocked, not listed as open or stuck"
+        grown = result.steps.copy()
+        grown[face] += 1
+        p = blocked[face].point
+        assert g.box(grown).contains(p) and not result.box.contains(p)
+        assert misclassified(reference.net.run(p), reference.label)

@@ -75,7 +75,8 @@ def test_cube_topdown_and_bisect_find_the_same_radius(instance: Instance, linear
 
 
 @pytest.mark.parametrize("method", ["box-topdown", "greedy", "grow", "apothem+grow", "apothem+greedy",
-                                    "apothem+fill+grow", "cube-bisect+grow", "edge+grow", "apothem+fill"])
+                                    "apothem+fill+grow", "cube-bisect+grow", "edge+grow", "apothem+fill",
+                                    "slack", "apothem+slack"])
 def test_box_methods_are_certified_and_maximal(linear_net: LinearNet, instance: Instance,
                                                linear_oracle: Validating, truth_r: int, method: str) -> None:
     _, w, c, _ = linear_net
@@ -87,7 +88,7 @@ def test_box_methods_are_certified_and_maximal(linear_net: LinearNet, instance: 
         assert result.box.contains_box(g.cube(truth_r))
         assert apothem(result.box, instance.x, instance.domain) == pytest.approx(truth_r / 255)
     assert dual is not None and dual.box.contains_box(result.box)
-    if method.endswith(("grow", "greedy")):
+    if method.endswith(("grow", "greedy", "slack")):
         # every face is on the boundary or blocked by a witness one step beyond it
         blocked = result.blocked()
         for face in range(2 * g.n):
@@ -116,7 +117,7 @@ def test_every_certification_lies_inside_its_dual(linear_net: LinearNet, instanc
 
 @pytest.mark.parametrize("answer", ["timeout", "unknown", "error", "sat"])
 @pytest.mark.parametrize("method", ["apothem", "cube-topdown", "cube-bisect", "box-topdown", "greedy",
-                                    "apothem+grow"])
+                                    "apothem+grow", "apothem+slack"])
 def test_an_oracle_without_proofs_never_certifies(instance: Instance, method: str, answer: str) -> None:
     # "sat" here is the fake's bogus claim (box centre as witness): the validator turns it into error
     oracle = make_oracle(f"fake:{answer}")

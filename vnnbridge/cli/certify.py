@@ -98,7 +98,9 @@ def _certify(args: argparse.Namespace) -> int:
         if result.stuck_faces:
             text += f", {len(result.stuck_faces)} stopped without an answer"
         if result.open_faces:
-            text += f", {len(result.open_faces)} still open when the call budget (--max-calls) ran out"
+            why = next((n for n in result.notes if "non-answers" in n), "")
+            text += (f", {len(result.open_faces)} still open after repeated non-answers (not maximal)" if why
+                     else f", {len(result.open_faces)} still open when the call budget (--max-calls) ran out")
         text += "."
     if dual is not None:
         dm = box_metrics(dual.box, instance.x, instance.domain)

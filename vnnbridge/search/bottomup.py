@@ -6,7 +6,9 @@ is ours: it moves *all* open faces at once and only splits on failure. A validat
 w of a failed move lies beyond some moved faces; w is projected back onto the certified box on
 every face but one (onnxruntime only), and each projection that is still misclassified caps
 that one face for good. So one oracle call usually settles many faces, and a blocked face
-always has a witness within delta beyond it (its maximality witness).
+always has a witness within delta beyond it (its maximality witness). `search_slack` (also
+ours) moves the faces along a linearisation of the logit margin (numpy gradients) and blocks
+faces with points that a batched attack finds and onnxruntime confirms, without oracle calls.
 
 A face stops for good when it reaches the domain boundary, when a witness lies within one
 step beyond it (blocked), or when the oracle gave no answer at one step beyond it (stuck:
@@ -19,12 +21,20 @@ import logging
 
 import numpy as np
 
+from vnnbridge.engine.attack import Objective, _gradients, pgd, start_points
+from vnnbridge.engine.graph import LayerNet, load_layer_net
+from vnnbridge.errors import VnnbridgeError
 from vnnbridge.oracles.base import Verdict
 from vnnbridge.search.base import BudgetExhausted, Call, Prober, SearchResult, Witness
 
-__all__ = ["search_greedy", "search_grow"]
+__all__ = ["search_greedy", "search_grow", "search_slack"]
 
 log = logging.getLogger(__name__)
+
+
+SAFE_SIDE_COST = 0.5  # the share of |gradient| charged for moving a face that raises the margin
+GIVE_UP_AFTER = 3  # slack: consecutive non-answers after which the open faces are left open
+BLOCK_REACH = 4.0  # attack a face when BLOCK_REACH times its linear one-step cost reaches the margin
 
 
 class _Faces:
@@ -41,6 +51,7 @@ class _Faces:
         self.witness: dict[int, Witness] = {}
         self.stuck: set[int] = set()
         self.unfinished = False  # the call budget ran out before every face stopped
+        self.gave_up = ""  # why a search left faces open before its budget ran out
 
     def ensure_start(self) -> bool:
         """Certify the starting box when no earlier search did (the point x, usually)."""
@@ -137,6 +148,9 @@ class _Faces:
         if self.unfinished:
             res.open_faces = self.open()
             res.notes.append("call budget spent: the box is certified but not maximal")
+        elif self.gave_up and self.open():
+            res.open_faces = self.open()
+            res.notes.append(self.gave_up)
         return res
 
 
@@ -202,6 +216,16 @@ def search_grow(prober: Prober, start: SearchResult | None = None) -> SearchResu
     """
     state = _Faces(prober, start)
     ok = state.ensure_start()
+    if ok and start is not None:
+        for w in start.witnesses:
+            if w.kind == "cube":
+                log.info("grow: %d faces blocked by corners of the cube witness", state.sweep(w.point))
+    _grow_loop(prober, state, ok, "grow")
+    return state.result("grow", ok)
+
+
+def _grow_loop(prober: Prober, state: _Faces, ok: bool, name: str) -> None:
+    """Group moves of the open faces until each is blocked, on the boundary, stuck or the budget is spent."""
     g, inst = prober.grid, prober.instance
     step = np.ones(2 * g.n, dtype=np.int64)
 
@@ -254,14 +278,187 @@ def search_grow(prober: Prober, start: SearchResult | None = None) -> SearchResu
         attempt(group[:half])
         attempt(group[half:])
 
-    if ok and start is not None:
-        for w in start.witnesses:
-            if w.kind == "cube":
-                log.info("grow: %d faces blocked by corners of the cube witness", state.sweep(w.point))
     try:
         while ok and (open_faces := state.open()):
             attempt(open_faces)
     except BudgetExhausted as exc:
-        log.warning("grow: %s; the box so far is certified but not maximal", exc)
+        log.warning("%s: %s; the box so far is certified but not maximal", name, exc)
         state.unfinished = True
-    return state.result("grow", ok)
+
+
+def _weak_point(net: LayerNet, label: int, lo: np.ndarray, hi: np.ndarray, x: np.ndarray,
+                rng: np.random.Generator, seeds: list[np.ndarray] | None = None, starts: int = 4,
+                steps: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """A point of the box with a small label margin (sign-gradient attack, numpy only) and the margin's gradient there."""
+    c = _margin_rows(net, label)
+    obj = Objective(c, np.zeros(len(c)), np.arange(len(c), dtype=np.intp))
+    # Start at the sign-gradient corner seen from x, then random points.
+    y = net.forward(x[None, :])[0]
+    row = int(np.argmin(c @ y))
+    _, grad = _gradients(net, x[None, :], c[row][None, :])
+    corner = np.where(grad[0] > 0, lo, np.where(grad[0] < 0, hi, x))
+    x0 = start_points(lo, hi, starts, rng, centre=corner)
+    if seeds:  # earlier witnesses, clipped in: the oracle's attack found its way there once
+        x0 = np.vstack([x0, np.clip(np.array(seeds[-4:]), lo, hi)])
+    p, _ = pgd(net, obj, lo, hi, x0, steps, rng)
+    y = net.forward(p[None, :])[0]
+    row = int(np.argmin(c @ y))
+    _, grad = _gradients(net, p[None, :], c[row][None, :])
+    return p, grad[0]
+
+
+def _margin_rows(net: LayerNet, label: int) -> np.ndarray:
+    """Rows c with c·y = y_label - y_j, one per other class j."""
+    others = [j for j in range(net.outputs) if j != label]
+    c = np.zeros((len(others), net.outputs))
+    c[:, label] = 1.0
+    c[np.arange(len(others)), others] = -1.0
+    return c
+
+
+def _attack_faces(state: _Faces, net: LayerNet, faces: list[int], starts: np.ndarray,
+                  steps: int = 20) -> list[np.ndarray | None]:
+    """Per face, a point misclassified by onnxruntime within one step beyond it (or None); no oracle call.
+
+    One batched sign-gradient descent on the label margin, row k inside the current box grown
+    by one step at ``faces[k]`` alone, with the coordinate held beyond that face.
+    """
+    if not faces:
+        return []
+    g, inst = state.grid, state.inst
+    lo0, hi0 = g.box(state.cur).arrays()
+    lo = np.repeat(lo0[None, :], len(faces), axis=0)
+    hi = np.repeat(hi0[None, :], len(faces), axis=0)
+    for k, f in enumerate(faces):
+        i, side = divmod(f, 2)
+        out = g.position(f, int(state.cur[f]) + 1)
+        # only the slab beyond the face: a witness inside the certified box cannot exist
+        lo[k, i], hi[k, i] = (hi0[i], out) if side else (out, lo0[i])
+    c = _margin_rows(net, inst.label)
+    x = np.clip(starts, lo, hi)
+    width = hi - lo
+    for t in range(steps):
+        y = net.forward(x)
+        rows = np.argmin(y @ c.T, axis=1)
+        _, grad = _gradients(net, x, c[rows])
+        frac = 0.5 * (0.01 / 0.5) ** (t / max(1, steps - 1))
+        x = np.clip(x - frac * width * np.sign(grad), lo, hi)
+    found: list[np.ndarray | None] = []
+    for k in range(len(faces)):
+        found.append(x[k].copy() if inst.misclassified(x[k]) else None)
+    return found
+
+
+def search_slack(prober: Prober, start: SearchResult | None = None) -> SearchResult:
+    """Ours: spend the box's logit slack along a linearisation; block faces with onnxruntime-only witnesses.
+
+    Each round attacks the certified box with the numpy engine (sign-gradient descent from the
+    gradient corner, random points and the last oracle witnesses) for a weak point p, with
+    margin m (onnxruntime) and gradient g there. Faces whose one-step cost |g_i|·delta is within
+    a factor `BLOCK_REACH` of m are attacked in one batch, each inside the box grown one step
+    at that face only; a point that onnxruntime misclassifies blocks the face (no oracle call).
+    The open faces then get one proposal, checked by one oracle call: each shares ``frac * m``
+    at its linear cost per step (faces on the margin-raising side at `SAFE_SIDE_COST` of it,
+    capped at ``reach`` steps), after onnxruntime found no point against the proposal. An
+    ``unsat`` moves the box and doubles ``frac`` (up to 1/2); a ``sat`` witness is attacked face
+    by face as above, and it and a non-answer halve ``frac``. After `GIVE_UP_AFTER`
+    non-answers in a row the box's margin is inside the oracle's tolerance: the search stops and
+    lists the faces still open (not maximal). When ``frac`` runs out, `search_grow`'s loop
+    finishes the open faces under the same rules.
+    """
+    state = _Faces(prober, start)
+    ok = state.ensure_start()
+    g, inst = prober.grid, prober.instance
+    try:
+        net = load_layer_net(inst.onnx)
+    except VnnbridgeError as exc:  # an op the numpy engine lacks: plain growth still works
+        log.info("slack: no gradient model (%s); growing without it", exc)
+        _grow_loop(prober, state, ok, "slack")
+        return state.result("slack", ok)
+    frac, reach = 0.5, int(g.diameter)
+    rng, silent = np.random.default_rng(0), 0
+    seeds: list[np.ndarray] = [w.point for w in (start.witnesses if start is not None else []) if w.kind == "cube"]
+    try:
+        while ok and state.open() and frac > 1e-3:
+            lo, hi = g.box(state.cur).arrays()
+            corner, grad = _weak_point(net, inst.label, lo, hi, inst.x, rng, seeds)
+            y = inst.net.run(corner)
+            margin = float(y[inst.label] - np.max(np.delete(y, inst.label))) - inst.margin
+            blocked = 0
+            # Only a face whose one step can eat most of the margin is worth an attack.
+            faces = [f for f in state.open() if BLOCK_REACH * abs(grad[f // 2]) * g.delta >= margin]
+            for face, point in zip(faces, _attack_faces(state, net, faces, np.repeat(corner[None, :], len(faces), 0))):
+                if point is not None:
+                    state.cap_with(face, point, None)
+                    blocked += 1
+            open_faces = np.array(state.open(), dtype=np.int64)
+            log.info("slack: margin %.4g at the weak corner, %d faces blocked by it, %d open",
+                     margin, blocked, open_faces.size)
+            if open_faces.size == 0 or margin <= 0:
+                break
+            while True:  # shrink the proposal until onnxruntime finds no point against it
+                target = _proposal(state, open_faces, grad, frac * margin, g.delta, reach)
+                t_lo, t_hi = g.box(target).arrays()
+                if not inst.misclassified(_weak_point(net, inst.label, t_lo, t_hi, inst.x, rng, seeds)[0]) or frac <= 1e-3:
+                    break
+                frac, reach = frac / 2, max(1, reach // 2)
+            if np.array_equal(target, state.cur) or frac <= 1e-3:
+                break
+            res, call = prober.robust(g.box(target), f"slack frac={frac:g}")
+            log.info("slack: %d faces moved %d steps in all: %s", int(np.sum(target > state.cur)),
+                     int(np.sum(target - state.cur)), res.verdict.value)
+            silent = 0 if res.verdict in (Verdict.UNSAT, Verdict.SAT) else silent + 1
+            if silent >= GIVE_UP_AFTER:
+                state.gave_up = (f"{silent} non-answers in a row near the box (its margin is about {margin:.2g}): "
+                                 "the box is certified but not maximal")
+                return state.result("slack", ok)
+            if res.verdict is Verdict.UNSAT:
+                state.cur, state.proof = target, call
+                frac, reach = min(0.5, frac * 2), min(int(g.diameter), reach * 2)
+                continue
+            frac, reach = frac / 2, max(1, reach // 2)
+            if res.verdict is Verdict.SAT:
+                w = np.asarray(res.witness, dtype=np.float64)
+                seeds.append(w)
+                crossed = [int(f) for f in open_faces if target[f] > state.cur[f] and state.beyond(w, int(f))]
+                starts = np.repeat(w[None, :], len(crossed), 0)
+                for f, point in zip(crossed, _attack_faces(state, net, crossed, starts)):
+                    if point is not None:
+                        state.cap_with(f, point, call)
+    except BudgetExhausted as exc:
+        log.warning("slack: %s; the box so far is certified but not maximal", exc)
+        state.unfinished = True
+        return state.result("slack", ok)
+    _grow_loop(prober, state, ok, "slack")
+    return state.result("slack", ok)
+
+
+def _proposal(state: _Faces, open_faces: np.ndarray, grad: np.ndarray, budget: float, delta: float,
+              reach: int) -> np.ndarray:
+    """Steps for the next try: safe faces up to ``reach`` steps, unsafe ones cheapest first within ``budget``."""
+    target = state.cur.copy()
+    coord, side = open_faces // 2, open_faces % 2
+    # Moving the upper face raises x_i: it costs when the margin falls with x_i (grad < 0).
+    cost = np.where(side == 1, -grad[coord], grad[coord]) * delta
+    # ReLUs turn: a face on the safe side of one gradient still costs something elsewhere.
+    cost = np.maximum(cost, SAFE_SIDE_COST * np.abs(grad[coord]) * delta)
+    room = state.cap[open_faces] - state.cur[open_faces]
+    safe = cost <= 0
+    target[open_faces[safe]] += np.minimum(room[safe], reach)
+    unsafe = np.nonzero(~safe)[0]
+    order = unsafe[np.argsort(cost[unsafe], kind="stable")]
+    left = budget
+    share = budget / max(1, order.size)
+    for k in order:  # an equal share of the slack each, cheapest first, then what is left over
+        steps = int(min(room[k], max(0.0, share) // cost[k]))
+        if steps:
+            target[open_faces[k]] += steps
+            left -= steps * cost[k]
+    for k in order:
+        if left < cost[k]:
+            break
+        if target[open_faces[k]] < state.cap[open_faces[k]]:
+            target[open_faces[k]] += 1
+            left -= cost[k]
+    return target
+

@@ -2,7 +2,8 @@
 
 ``apothem`` is the default: the grid-exact optimal cube in about log2(diameter/delta) calls;
 ``apothem+grow`` grows it to a box that is maximal face by face, at many more calls (see
-docs/certify.md for the measurements behind this choice).
+docs/certify.md for the measurements behind this choice); ``apothem+slack`` grows it along
+the gradient of the logit margin instead, with far larger boxes per call.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Callable
 from vnnbridge.errors import InputError
 from vnnbridge.oracles.base import Oracle
 from vnnbridge.search.base import BudgetExhausted, Call, Instance, Prober, SearchOptions, SearchResult
-from vnnbridge.search.bottomup import search_greedy, search_grow
+from vnnbridge.search.bottomup import search_greedy, search_grow, search_slack
 from vnnbridge.search.names import DEFAULT_DUAL, DEFAULT_METHOD
 from vnnbridge.search.dual import search_dual_box, search_dual_cube, search_dual_faces
 from vnnbridge.search.topdown import (find_apothem, search_box_topdown, search_cube_bisect, search_cube_topdown,
@@ -33,11 +34,12 @@ METHODS: dict[str, Search] = {
     "box-topdown": search_box_topdown,
     "greedy": search_greedy,
     "grow": search_grow,
+    "slack": search_slack,
     "fill": search_fill,
     "edge": search_edge,
 }
 # Methods that can continue from an earlier certified box (the B of ``A+B``).
-CONTINUING = frozenset({"greedy", "grow", "fill"})
+CONTINUING = frozenset({"greedy", "grow", "slack", "fill"})
 DUALS: dict[str, Search] = {
     "dual-faces": search_dual_faces,
     "dual-box": search_dual_box,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 __all__ = ["DEFAULT_DUAL", "DEFAULT_METHOD", "DUAL_NAMES", "METHOD_NAMES"]
 
-METHOD_NAMES = ("cube-topdown", "cube-bisect", "apothem", "box-topdown", "greedy", "grow", "fill", "edge")
+METHOD_NAMES = ("cube-topdown", "cube-bisect", "apothem", "box-topdown", "greedy", "grow", "slack", "fill",
+                "edge")
 DUAL_NAMES = ("dual-faces", "dual-box", "dual-cube")
 DEFAULT_METHOD = "apothem"
 DEFAULT_DUAL = "dual-faces"
