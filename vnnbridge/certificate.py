@@ -138,6 +138,8 @@ def write_certificate(folder: str | Path, prober: Prober, result: SearchResult, 
         "witness_sha256": sha256_file(out / WITNESS_FILE),
         "stuck_faces": result.stuck_faces,
         "open_faces": result.open_faces,
+        "interrupted": result.interrupted,
+        "notes": result.notes,
         "dual": _search_json(dual, inst) if dual else None,
     }
     if extra:

@@ -1,7 +1,8 @@
 """CLI commands: ``certify`` (search a box and write its certificate), ``check`` and ``show``.
 
 Exit codes beyond the dispatcher's: ``certify`` returns 0 when the box is certified and 1
-when the search ends without a certified box (the certificate folder is written either way);
+when the search ends without a certified box (the certificate folder is written either way),
+130 when interrupted after a certified box was found (the certificate keeps that box);
 ``check`` returns 0 only when every check holds and 1 with the first failing check otherwise.
 """
 
@@ -109,6 +110,9 @@ def _certify(args: argparse.Namespace) -> int:
     print(text)
     if not args.quiet:
         print(f"check it with: vnnbridge check {out}", file=sys.stderr)
+    if result.interrupted:
+        print(f"vnnbridge: interrupted; the certificate keeps the box certified before ({out}/)", file=sys.stderr)
+        return 130
     return 0 if result.certified else 1
 
 

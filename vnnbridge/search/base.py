@@ -399,6 +399,7 @@ class SearchResult:
     stuck_faces: list[int] = field(default_factory=list)  # faces that stopped on a non-answer
     open_faces: list[int] = field(default_factory=list)  # faces left open when the call budget ran out
     notes: list[str] = field(default_factory=list)
+    interrupted: bool = False  # the user stopped a later phase; this is the certified box before it
 
     def blocked(self) -> dict[int, Witness]:
         """The face witnesses by face."""

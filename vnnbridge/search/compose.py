@@ -62,7 +62,9 @@ def parse_method(name: str) -> list[str]:
 def run_method(name: str, prober: Prober) -> SearchResult:
     """Run method ``name`` (``A`` or ``A+B+...``) with ``prober``; keep the last certified result.
 
-    A search that runs out of its call budget ends with the best result found so far.
+    A search that runs out of its call budget ends with the best result found so far. An
+    interrupt (Ctrl-C) during a later phase keeps the certified box of the phase before it, so
+    that no certified work is lost; the result says so (``interrupted``).
     """
     result: SearchResult | None = None
     for part in parse_method(name):
@@ -71,6 +73,13 @@ def run_method(name: str, prober: Prober) -> SearchResult:
             nxt = METHODS[part](prober, result)
         except BudgetExhausted as exc:
             log.warning("%s: %s; keeping the result so far", part, exc)
+            break
+        except KeyboardInterrupt:
+            if result is None or not result.certified:
+                raise
+            log.warning("%s: interrupted; keeping the certified box found before it", part)
+            result.interrupted = True
+            result.notes.append(f"interrupted during {part}: the box is the certified result before it")
             break
         if result is not None and result.certified and not nxt.certified:
             break  # never trade a certified box for an uncertified one
@@ -99,6 +108,12 @@ def certify(instance: Instance, oracle: Oracle, method: str = DEFAULT_METHOD, du
     prober = Prober(instance, oracle, options, on_call)
     result = run_method(method, prober)
     dual_result = None
-    if dual:
-        dual_result = run_dual(dual, prober, result if result.certified else None)
+    if dual and not result.interrupted:
+        try:
+            dual_result = run_dual(dual, prober, result if result.certified else None)
+        except KeyboardInterrupt:
+            if not result.certified:
+                raise
+            result.interrupted = True
+            result.notes.append(f"interrupted during {dual}: no dual computed")
     return result, dual_result, prober
