@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 from pathlib import Path
+
+from vnnbridge.cli.options import seconds
 
 __all__ = ["add", "list_oracles", "query"]
 
@@ -21,15 +22,6 @@ log = logging.getLogger(__name__)
 _DEFAULT_ORACLE = "embedded"
 _DEFAULT_TIMEOUT = 60.0
 
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"the timeout must be a positive number of seconds, got {text!r}")
-    return value
 
 
 def _folder(text: str) -> tuple[str, str]:
@@ -56,7 +48,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--vnnlib", required=True, help="the property (VNN-LIB 1.0 or 2.x, .gz too)")
     q.add_argument("--oracle", default=_DEFAULT_ORACLE,
                    help=f"NAME or KIND:DIR, see `vnnbridge oracles` (default {_DEFAULT_ORACLE})")
-    q.add_argument("--timeout", type=_seconds, default=_DEFAULT_TIMEOUT,
+    q.add_argument("--timeout", type=seconds, default=_DEFAULT_TIMEOUT,
                    help=f"seconds for the oracle (default {_DEFAULT_TIMEOUT:g})")
     q.add_argument("--json", action="store_true",
                    help="print one JSON object: verdict, seconds, oracle, version, reason, log, witness")

@@ -10,23 +10,13 @@ whole category otherwise) and logs the problem.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
+from vnnbridge.cli.options import seconds
 from vnnbridge.errors import InputError
 
 __all__ = ["add"]
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
 
 
 def _instance_args(parser: argparse.ArgumentParser) -> None:
@@ -164,7 +154,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("vnncomp-run", help="harness: answer one instance and write the result file")
     _instance_args(p)
     p.add_argument("--results", required=True, type=Path, help="the result file to write")
-    p.add_argument("--timeout", required=True, type=_seconds, help="seconds the harness allows")
+    p.add_argument("--timeout", required=True, type=seconds, help="seconds the harness allows")
     p.add_argument("--started", type=float, default=None,
                    help="wall-clock time (seconds since the epoch) at which the harness started the script")
     p.set_defaults(func=_run)
@@ -176,20 +166,20 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--radii", type=float, nargs="+", help="a radius sweep: one cube query per radius and input")
     p.add_argument("--method", help="export the queries this certification method asks (e.g. apothem)")
     p.add_argument("--oracle", default="embedded", help="the oracle the method asks (with --method)")
-    p.add_argument("--call-timeout", type=_seconds, default=60.0, help="seconds per oracle call (with --method)")
+    p.add_argument("--call-timeout", type=seconds, default=60.0, help="seconds per oracle call (with --method)")
     p.add_argument("--delta", type=float, default=None, help="grid step of the method (default 1/255)")
     p.add_argument("--domain", type=float, nargs=2, default=(0.0, 1.0), metavar=("LO", "HI"),
                    help="input domain per coordinate (default 0 1)")
     p.add_argument("--mean", type=float, nargs="+", help="normalisation outside the graph, folded into the model")
     p.add_argument("--std", type=float, nargs="+")
-    p.add_argument("--timeout", type=_seconds, default=60.0, help="the timeout column of instances.csv")
+    p.add_argument("--timeout", type=seconds, default=60.0, help="the timeout column of instances.csv")
     p.add_argument("--out", required=True, type=Path, help="the benchmark folder to write")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("compare", help="run oracles on a benchmark folder on equal footing and score them")
     p.add_argument("benchmark", type=Path, help="folder with instances.csv")
     p.add_argument("--oracle", action="append", required=True, help="an oracle (repeat for each)")
-    p.add_argument("--timeout", type=_seconds, default=None, help="override every instance's timeout")
+    p.add_argument("--timeout", type=seconds, default=None, help="override every instance's timeout")
     p.add_argument("--jobs", type=int, default=1, help="instances run in parallel")
     p.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads per run (same for all)")
     p.add_argument("--category", default=None, help="category passed to the tools (default: folder name)")
@@ -200,7 +190,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="VNN-LIB 2.0 solver interface: decide a query")
     p.add_argument("query", type=Path, help="the VNN-LIB query (2.0 or 1.0)")
     p.add_argument("--network", action="append", default=[], metavar="NAME=PATH", help="a declared network's model")
-    p.add_argument("--timeout", type=_seconds, default=None, help="seconds (fractions allowed)")
+    p.add_argument("--timeout", type=seconds, default=None, help="seconds (fractions allowed)")
     p.add_argument("--oracle", default="embedded", help="the oracle that decides (default embedded)")
     p.add_argument("--serialise-assignments", metavar="DIR", help=argparse.SUPPRESS)
     p.add_argument("--unsat-proofs", metavar="FILE", help=argparse.SUPPRESS)
