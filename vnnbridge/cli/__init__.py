@@ -17,7 +17,7 @@ from typing import Sequence
 from vnnbridge import __version__
 from vnnbridge.errors import VnnbridgeError
 
-__all__ = ["main", "run"]
+__all__ = ["build_parser", "main", "run"]
 
 # One module per group of subcommands; each has ``add(subparsers) -> None``.
 _GROUPS = (

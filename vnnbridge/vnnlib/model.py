@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -135,10 +135,6 @@ def membership_spec(box: Box, label: int, outputs: int) -> Spec:
     rows = _other_rows(label, outputs, -1.0)
     return Spec(box.dim, outputs, (Case(box, (Polytope.from_arrays(np.array(rows), np.zeros(len(rows))),)),))
 
-
-def cases_from(boxes: Sequence[Box], polytopes: Sequence[Polytope]) -> tuple[Case, ...]:
-    """Every box paired with the same disjunction."""
-    return tuple(Case(b, tuple(polytopes)) for b in boxes)
 
 
 def spec_bits(spec: Spec) -> list[bytes]:
