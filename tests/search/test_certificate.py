@@ -121,3 +121,11 @@ def test_show_draws_bar_charts_for_flat_inputs(linear_net: tuple, linear_oracle:
     out = _write(tmp_path, Instance.make(path, x, None), linear_oracle, method="apothem+grow", dual=None)
     fig = draw_certificate(out, tmp_path / "bars.png")
     assert fig.stat().st_size > 5_000
+
+
+def test_cli_certify_names_the_input_file_on_a_shape_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    short = tmp_path / "short.csv"
+    short.write_text("0.1 0.2 0.3\n")
+    code = main(["certify", "--onnx", str(PAPER / "mnist_784_32_10.onnx"), "--input", str(short), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == f"{short}: the input has 3 values, the network expects 784"

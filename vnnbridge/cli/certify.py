@@ -68,7 +68,12 @@ def _certify(args: argparse.Namespace) -> int:
         onnx = normalizing_model(onnx, mean, std)
     options = SearchOptions(timeout=args.timeout, order=args.order, step=args.step, jobs=args.jobs,
                             max_calls=args.max_calls)
-    instance = Instance.make(onnx, loaded.x, args.label, loaded.domain, args.delta, args.margin)
+    try:
+        instance = Instance.make(onnx, loaded.x, args.label, loaded.domain, args.delta, args.margin)
+    except InputError as exc:
+        # Shape, domain and grid problems are about the input: name its file in the one-line error.
+        exc.path = exc.path or args.input
+        raise
     oracle = make_oracle(args.oracle)
     progress = _Progress(sys.stderr.isatty() and not args.quiet)
     start = time.perf_counter()
