@@ -282,17 +282,8 @@ class _State:
             else:
                 conj.rows.append(({i: -1.0}, -v))
         elif va is None and vb is not None:
-            c = self.number(a)
-            kind, j = vb
-            if kind == INPUT:
-                if op == "<=":
-                    conj.lower(j, c)
-                else:
-                    conj.upper(j, c)
-            elif op == "<=":
-                conj.rows.append(({j: -1.0}, -c))
-            else:
-                conj.rows.append(({j: 1.0}, c))
+            # ``(<= c V)`` is ``(>= V c)``: one code path for both orders.
+            self.atom(conj, ">=" if op == "<=" else "<=", b, a, where)
         else:
             lhs = Linear({va: 1.0}) if va is not None else Linear(None, self.number(a))
             rhs = Linear({vb: 1.0}) if vb is not None else Linear(None, self.number(b))
