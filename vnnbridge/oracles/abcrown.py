@@ -20,7 +20,7 @@ from typing import Any, Mapping
 from vnnbridge.errors import OracleUnavailable
 from vnnbridge.oracles.base import OracleResult, Query
 from vnnbridge.oracles.process import DEFAULT_GRACE, call_dir, run_command
-from vnnbridge.oracles.script import result_from_file
+from vnnbridge.oracles.script import git_head, result_from_file
 
 __all__ = ["AbcrownOracle", "config"]
 
@@ -43,15 +43,6 @@ def config(onnx: Path, vnnlib: Path, timeout: float, results: Path, cex: Path, d
     return cfg
 
 
-def _git_head(folder: Path) -> str:
-    head = folder / ".git" / "HEAD"
-    try:
-        ref = head.read_text().strip()
-        if ref.startswith("ref: "):
-            return (folder / ".git" / ref[5:]).read_text().strip()[:12]
-        return ref[:12]
-    except OSError:
-        return ""
 
 
 class AbcrownOracle:
@@ -74,7 +65,7 @@ class AbcrownOracle:
 
     def version(self) -> str:
         """The checkout's git commit (12 hex digits), or empty."""
-        return _git_head(self.root)
+        return git_head(self.root)
 
     def check(self, query: Query, timeout: float) -> OracleResult:
         """Write the config, run abcrown.py, read its result file."""

@@ -17,7 +17,7 @@ from typing import Mapping
 from vnnbridge.errors import OracleUnavailable
 from vnnbridge.oracles.base import OracleResult, Query, Verdict
 from vnnbridge.oracles.process import DEFAULT_GRACE, call_dir, run_command
-from vnnbridge.oracles.script import result_from_file
+from vnnbridge.oracles.script import git_head, result_from_file
 
 __all__ = ["VERDICTS", "NnenumOracle"]
 
@@ -53,9 +53,7 @@ class NnenumOracle:
 
     def version(self) -> str:
         """The checkout's git commit (12 hex digits), or empty."""
-        from vnnbridge.oracles.abcrown import _git_head
-
-        return _git_head(self.root)
+        return git_head(self.root)
 
     def check(self, query: Query, timeout: float) -> OracleResult:
         """Run nnenum once and read its result file."""

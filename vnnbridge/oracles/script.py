@@ -24,7 +24,7 @@ from vnnbridge.errors import OracleProtocolError, OracleUnavailable
 from vnnbridge.oracles.base import OracleResult, Query, Verdict
 from vnnbridge.oracles.process import DEFAULT_GRACE, CompletedRun, call_dir, run_command
 
-__all__ = ["DEFAULT_CATEGORY", "PREPARE_TIMEOUT", "ScriptOracle", "result_from_file"]
+__all__ = ["DEFAULT_CATEGORY", "PREPARE_TIMEOUT", "ScriptOracle", "git_head", "result_from_file"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,18 @@ DEFAULT_CATEGORY = "vnnbridge"
 PREPARE_TIMEOUT = 600.0
 # Tools start slowly (torch, CUDA probing): seconds allowed past the timeout they were given.
 _SLACK = 15.0
+
+
+def git_head(folder: Path) -> str:
+    """The commit a tool checkout is at (12 hex digits), or empty when it cannot be read."""
+    head = folder / ".git" / "HEAD"
+    try:
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            return (folder / ".git" / ref[5:]).read_text().strip()[:12]
+        return ref[:12]
+    except OSError:
+        return ""
 
 
 def result_from_file(run: CompletedRun, results: Path, *, oracle: str, version: str,
