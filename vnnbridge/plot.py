@@ -8,12 +8,13 @@ an input is min(x_i - lb_i, ub_i - x_i) over its faces that are not on the domai
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from vnnbridge.certificate import read_certificate
 
-__all__ = ["draw_certificate"]
+__all__ = ["draw_certificate", "save_figure"]
 
 
 def _image_shape(shape: list[int], n: int) -> tuple[int, ...] | None:
@@ -79,9 +80,16 @@ def draw_certificate(folder: str | Path, output: str | Path) -> Path:
         axes[1].set_ylabel("slack")
         axes[1].set_xlabel("input index")
     fig.suptitle(title, fontsize=10)
+    return save_figure(fig, output, dpi=110)
+
+
+def save_figure(fig: Any, output: str | Path, dpi: int) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure; return its path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return out

@@ -292,6 +292,8 @@ def draw_cactus(comparison: Comparison, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
+    from vnnbridge.plot import save_figure
+
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name in comparison.oracles:
         times = sorted(o.run_time for o in comparison.outcomes if o.oracle == name and o.solved)
@@ -302,9 +304,4 @@ def draw_cactus(comparison: Comparison, path: str | Path) -> Path:
     ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, dpi=120)
-    plt.close(fig)
-    return target
+    return save_figure(fig, path, dpi=120)
