@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "cache_dir", "sha256_bytes", "sha256_file"]
+__all__ = ["atomic_write", "cache_dir", "file_digest", "sha256_bytes", "sha256_file"]
 
 
 def cache_dir(kind: str = "") -> Path:
@@ -30,6 +30,22 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, remembered per (path, mtime, size): searches ask about the same model thousands of times."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        if len(_DIGESTS) > 256:
+            _DIGESTS.clear()
+        digest = _DIGESTS[key] = sha256_file(p)
+    return digest
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vnnbridge.cache import sha256_file
+from vnnbridge.cache import file_digest
 from vnnbridge.errors import InputError, ModelError
 
 __all__ = ["Network", "load_network", "marabou_model", "prepare_model"]
@@ -91,7 +91,7 @@ def load_network(path: str | Path) -> Network:
     p = Path(path)
     if not p.is_file():
         raise InputError("no such ONNX file", path=str(p))
-    return _load(str(p.resolve()), sha256_file(p))
+    return _load(str(p.resolve()), file_digest(p))
 
 
 def prepare_model(path: str | Path, mean: float | Sequence[float] | None = None,

@@ -20,11 +20,11 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 
-from vnnbridge.cache import sha256_file
+from vnnbridge.cache import file_digest
 from vnnbridge.engine.ops import ConvOp, DenseOp, LinearOp, SparseOp, compose, identity_op
 from vnnbridge.errors import InputError, ModelError
 
-__all__ = ["SUPPORTED_OPS", "Affine", "LayerNet", "Relu", "compile_onnx", "file_digest", "load_layer_net"]
+__all__ = ["SUPPORTED_OPS", "Affine", "LayerNet", "Relu", "compile_onnx", "load_layer_net"]
 
 log = logging.getLogger(__name__)
 
@@ -706,25 +706,6 @@ def _cached(digest: str, path: str) -> LayerNet:
     net = compile_onnx(path)
     net.sha256 = digest
     return net
-
-
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file, remembered per (path, mtime, size): the searches ask thousands of times."""
-    p = Path(path)
-    try:
-        st = p.stat()
-    except OSError:
-        raise InputError("no such ONNX file", path=str(p)) from None
-    key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
-    digest = _DIGESTS.get(key)
-    if digest is None:
-        if len(_DIGESTS) > 256:
-            _DIGESTS.clear()
-        digest = _DIGESTS[key] = sha256_file(p)
-    return digest
 
 
 def load_layer_net(path: str | Path) -> LayerNet:
