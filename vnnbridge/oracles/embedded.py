@@ -106,7 +106,7 @@ class EmbeddedOracle:
             raise InputError(f"the spec has {spec.inputs} inputs and {spec.outputs} outputs, the network "
                              f"{net.inputs} and {net.outputs}", path=str(query.onnx))
         _check_tail(net, spec, str(query.onnx))
-        runtime = _runtime(net.sha256, str(query.onnx))
+        runtime = load_network(query.onnx)
         rng = np.random.default_rng(self.seed)
         run = _Run(self, net, runtime, spec, rng, deadline)
 
@@ -143,11 +143,6 @@ def _version() -> str:
     from importlib.metadata import version
 
     return f"vnnbridge {vnnbridge.__version__} (highspy {version('highspy')})"
-
-
-@lru_cache(maxsize=16)
-def _runtime(digest: str, path: str) -> Network:
-    return load_network(path)
 
 
 def _check_tail(net: LayerNet, spec: Spec, path: str) -> None:
