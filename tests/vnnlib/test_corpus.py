@@ -10,7 +10,6 @@ import pytest
 
 from vnnbridge.errors import SpecError
 from vnnbridge.vnnlib import parse, parse_file, write
-from vnnbridge.vnnlib.model import Spec
 from vnnbridge.vnnlib.model import spec_bits as bits
 from vnnbridge.vnnlib.vnnlib2 import parse_document, parse_document_file, write2, write_document
 

@@ -136,7 +136,6 @@ def encode(net: LayerNet, bounds: LayerBounds, c: np.ndarray, d: np.ndarray, cut
     for k, (relu, l, u) in enumerate(zip(net.relus, bounds.lower, bounds.upper)):
         aff = net.affines[k]
         m = _sparse(aff.op.matrix())
-        n = relu.mask.size
         prev_off, prev_n = offsets[k], (n0 if k == 0 else net.widths[k - 1])
         off = offsets[k + 1]
         active = (l >= 0) | ~relu.mask

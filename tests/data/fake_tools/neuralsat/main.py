@@ -5,7 +5,6 @@ FAKE_NEURALSAT: "unsat", "unknown", "sat:FILE" (counterexample from FILE), "cras
 
 import argparse
 import os
-import sys
 
 parser = argparse.ArgumentParser()
 for name in ("--net", "--spec", "--device", "--result_file"):
