@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import math
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,16 @@ import numpy as np
 from vnnbridge import __version__
 from vnnbridge.box import Box
 from vnnbridge.cache import atomic_write, sha256_bytes, sha256_file
-from vnnbridge.errors import CertificateError
+from vnnbridge.errors import CertificateError, InputError
 from vnnbridge.network import load_network
 from vnnbridge.oracles.base import Oracle, Query, Verdict
-from vnnbridge.search.base import Grid, Instance, Prober, SearchResult, Witness, classified_as, misclassified
+from vnnbridge.search.base import (Grid, Instance, Prober, Purpose, SearchResult, Status, Witness, classified_as,
+                                   misclassified)
 from vnnbridge.search.metrics import box_metrics
 from vnnbridge.vnnlib.model import Spec, robustness_spec
 
-__all__ = ["CERTIFICATE", "Check", "CheckReport", "check_certificate", "read_certificate", "write_certificate"]
+__all__ = ["CERTIFICATE", "Check", "CheckReport", "check_certificate", "read_certificate", "trust_json",
+           "write_certificate"]
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +83,7 @@ def _witness_json(w: Witness, index: int) -> dict[str, Any]:
 def _search_json(res: SearchResult, inst: Instance) -> dict[str, Any]:
     return {
         "method": res.method,
-        "status": "certified" if res.certified else "not certified",
+        "status": "certified" if res.certified else "not certified",  # a dual: its own claim
         "box": _box_json(res.box, res.steps),
         "metrics": box_metrics(res.box, inst.x, inst.domain),
         "cube_steps": res.cube_steps,
@@ -89,10 +92,35 @@ def _search_json(res: SearchResult, inst: Instance) -> dict[str, Any]:
     }
 
 
+def trust_json(prober: Prober, result: SearchResult, confirm: str | None) -> dict[str, Any]:
+    """The certificate's record of how far the oracle was trusted: cross-examination, refutations, confirmation."""
+    falsifier = prober.falsifier
+    examined = [c for c in prober.calls if c.verdict is Verdict.UNSAT and c.purpose != Purpose.CONFIRM]
+    conf = result.confirmation
+    confirmation = None
+    if confirm is not None:
+        confirmation = {"oracle": confirm, "call": None if conf is None else conf.index,
+                        "verdict": None if conf is None else conf.verdict.value,
+                        "reason": "" if conf is None else conf.reason, "confirmed": result.confirmed is True}
+    return {
+        "cross_examination": {"falsifier": None if falsifier is None else falsifier.name,
+                              "unsat_answers": len(examined) if falsifier is not None else 0,
+                              "seconds": sum(c.examine_seconds for c in prober.calls),
+                              "unavailable": prober.unexamined},
+        "refuted_count": len(prober.refutations),
+        "refuted": [r.to_json() for r in prober.refutations],
+        "confirmation": confirmation,
+        "unconfirmed": bool(confirm is not None and result.certified and result.confirmed is not True),
+    }
+
+
 def write_certificate(folder: str | Path, prober: Prober, result: SearchResult, dual: SearchResult | None = None,
                       *, source: str = "", shape: tuple[int, ...] = (), seconds: float = 0.0,
-                      extra: dict[str, Any] | None = None) -> Path:
-    """Write the certificate folder for ``result`` (and ``dual``); returns the JSON path."""
+                      extra: dict[str, Any] | None = None, confirm: str | None = None) -> Path:
+    """Write the certificate folder for ``result`` (and ``dual``); returns the JSON path.
+
+    ``confirm`` names the confirming oracle when one was asked (None: no confirmation wanted).
+    """
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     inst, g = prober.instance, prober.grid
@@ -113,7 +141,7 @@ def write_certificate(folder: str | Path, prober: Prober, result: SearchResult, 
     data: dict[str, Any] = {
         "format": FORMAT,
         "vnnbridge": __version__,
-        "status": "certified" if result.certified and proof is not None else "not certified",
+        "status": (result.status if proof is not None else Status.NOT_CERTIFIED).value,
         "method": result.method,
         "label": inst.label,
         "delta": inst.delta,
@@ -141,6 +169,7 @@ def write_certificate(folder: str | Path, prober: Prober, result: SearchResult, 
         "interrupted": result.interrupted,
         "notes": result.notes,
         "dual": _search_json(dual, inst) if dual else None,
+        **trust_json(prober, result, confirm),
     }
     if extra:
         data.update(extra)
@@ -205,9 +234,40 @@ def _polys(spec: Spec) -> list[tuple[tuple[tuple[float, ...], ...], tuple[float,
     return sorted((p.a, p.b) for c in spec.cases for p in c.polytopes)
 
 
-def check_certificate(folder: str | Path, oracle: Oracle | None = None, timeout: float = 300.0) -> CheckReport:
-    """Re-check a certificate folder; ask ``oracle`` again about the box when one is given."""
-    root = Path(folder)
+def _coordinate(i: int, shape: tuple[int, ...]) -> str:
+    """Coordinate ``i`` of the flat input named in the input's shape: ``input[0, 3, 4]``."""
+    if len(shape) > 1 and int(np.prod(shape)) > i:
+        return "input[" + ", ".join(str(int(k)) for k in np.unravel_index(i, shape)) + "]"
+    return f"input[{i}]"
+
+
+def _decimal_matches_hex(data: dict[str, Any], key: str, what: str, report: CheckReport,
+                         shape: tuple[int, ...]) -> None:
+    """The readable decimals must be the very doubles of the hex fields (a reader may use either)."""
+    part = data.get(key) or {}
+    for side in ("lower", "upper"):
+        dec, hexes = part.get(side), part.get(f"{side}_hex")
+        if not isinstance(dec, list) or not isinstance(hexes, list) or len(dec) != len(hexes):
+            report.add(f"{what} decimals", False, f"{what}.{side} is missing or has the wrong length")
+            return
+        for i, (d, h) in enumerate(zip(dec, hexes)):
+            same = isinstance(d, (int, float)) and not isinstance(d, bool) \
+                and struct.pack("<d", float(d)) == struct.pack("<d", float.fromhex(h))
+            if not same:
+                report.add(f"{what} decimals", False, f"{what}.{side} of {_coordinate(i, shape)} is {d!r} in decimal "
+                           f"but {float.fromhex(h)!r} in hex")
+                return
+    report.add(f"{what} decimals", True)
+
+
+def check_certificate(folder: str | Path, oracle: Oracle | None = None, timeout: float = 300.0,
+                      falsify: bool = True) -> CheckReport:
+    """Re-check a certificate folder; ask ``oracle`` again about the box when one is given.
+
+    Besides the oracle, the attack (`Falsifier`) tries to break the box: a wrong oracle can
+    say ``unsat`` again, but an onnxruntime-confirmed counterexample cannot be argued with.
+    """
+    root = Path(folder).resolve()  # tools run in other folders: every path they get is absolute
     root = root.parent if root.is_file() else root
     data = read_certificate(root)
     report = CheckReport()
@@ -223,8 +283,11 @@ def check_certificate(folder: str | Path, oracle: Oracle | None = None, timeout:
     if not net_path.is_file():
         raise CertificateError(f"the certified network {net_path} is missing", path=str(root / CERTIFICATE))
     net = load_network(net_path)
+    shape = tuple(int(v) for v in (data["input"].get("shape") or net_info.get("input_shape") or ()))
+    shape = tuple(v for v in shape) if int(np.prod(shape or (0,))) == x.size else (x.size,)
     report.add("network sha256", net.sha256 == net_info["sha256"], f"{net_path} changed since certification")
     report.add("status", data.get("status") == "certified", f"status is {data.get('status')!r}")
+    _decimal_matches_hex(data, "box", "box", report, shape)
     report.add("input in box", box.contains(x), "the input lies outside the certified box")
     report.add("box in domain", domain.contains_box(box), "the box leaves the domain")
     report.add("label is the prediction", net.predict(x) == label or margin > 0,
@@ -233,6 +296,7 @@ def check_certificate(folder: str | Path, oracle: Oracle | None = None, timeout:
     stored = data.get("metrics", {})
     report.add("metrics", all(stored.get(k) == v for k, v in metrics.items()),
                "the stored metrics do not match the box")
+    steps = _grid_steps(report, x, domain, delta, box, shape)
 
     # The box file: exactly the certified box and the robustness query, hashed as the proof call.
     box_file = root / BOX_FILE
@@ -252,14 +316,19 @@ def check_certificate(folder: str | Path, oracle: Oracle | None = None, timeout:
         report.add("box.vnnlib property", spec.inputs == expected.inputs and spec.outputs == expected.outputs
                    and _polys(spec) == _polys(expected),
                    f"{BOX_FILE} is not the robustness query for label {label}")
+        query = Query(net_path, spec, box_file, sha256_bytes(text.encode()))
+        if falsify:
+            _falsify(report, query, label, shape, timeout)
         if oracle is not None:
-            res = oracle.check(Query(net_path, spec, box_file, sha256_bytes(text.encode())), timeout)
+            res = oracle.check(query, timeout)
             detail = f"{oracle.name} answers {res.verdict.value} on {BOX_FILE}"
             if res.reason:
                 detail += f" ({res.reason})"
             report.add(f"oracle {oracle.name}", res.verdict is Verdict.UNSAT, detail)
 
-    _check_witnesses(root, data, report, net, x, domain, delta, box, label, margin)
+    _check_refutations(data, report, net, domain, label)
+    if steps is not None:
+        _check_witnesses(root, data, report, net, x, domain, delta, box, label, margin, steps)
     dual = data.get("dual")
     if dual:
         jbox = _box_from(dual["box"], "dual box")
@@ -267,8 +336,72 @@ def check_certificate(folder: str | Path, oracle: Oracle | None = None, timeout:
     return report
 
 
+def _grid_steps(report: CheckReport, x: np.ndarray, domain: Box, delta: float, box: Box,
+                shape: tuple[int, ...]) -> np.ndarray | None:
+    """The box's grid steps, or a failed check naming the first face off the delta grid."""
+    if not math.isfinite(delta) or delta <= 0:
+        report.add("delta", False, f"delta {delta!r} is not a positive number")
+        return None
+    g = Grid(x, domain, delta)
+    lo, hi = box.arrays()
+    for i in range(g.n):
+        for side, v in (("lower", float(lo[i])), ("upper", float(hi[i]))):
+            f = 2 * i + (side == "upper")
+            if g.position(f, g.include(f, v)) != v:
+                report.add("box on the grid", False, f"the {side} bound {v!r} of {_coordinate(i, shape)} is not on "
+                           f"the delta grid around the input (input value {float(x[i])!r}, delta {delta!r})")
+                return None
+    report.add("box on the grid", True)
+    return g.steps_of(box)
+
+
+def _falsify(report: CheckReport, query: Query, label: int, shape: tuple[int, ...], timeout: float) -> None:
+    """The attack on the box; a counterexample onnxruntime confirms is a failed claim."""
+    from vnnbridge.search.crossexam import Falsifier, counterexample_margin
+
+    falsifier = Falsifier(steps=100)  # more than during a search: one box, checked once
+    if not falsifier.supports(str(query.onnx)):
+        report.add("attack", True, "skipped: the engine does not compile this network")
+        return
+    point = falsifier.refute(query, seconds=min(timeout, 60.0))
+    if point is None:
+        report.add(falsifier.name, True)
+        return
+    y = load_network(query.onnx).run(point)
+    far = int(np.argmax(np.abs(point - np.asarray(query.spec.cases[0].box.lower))))
+    report.add(falsifier.name, False,
+               f"a counterexample inside the box (onnxruntime: class {int(np.argmax(y))}, margin "
+               f"{counterexample_margin(y, label):.4g} over label {label}; e.g. {_coordinate(far, shape)} = "
+               f"{float(point[far])!r})")
+
+
+def _check_refutations(data: dict[str, Any], report: CheckReport, net: Any, domain: Box, label: int) -> None:
+    """Every recorded wrong answer's counterexample is re-run: it must really break the property."""
+    recorded = data.get("refuted") or []
+    if not recorded:
+        return
+    bad = []
+    for k, r in enumerate(recorded):
+        try:
+            p = _from_hex(r["point_hex"], f"refuted[{k}]")
+        except (KeyError, CertificateError):
+            bad.append(f"refutation {k} has no point")
+            continue
+        y = net.run(p)
+        wrong = classified_as(y, label) if _member(data, r) else misclassified(y, label, float(data.get("margin", 0.0)))
+        if not (domain.contains(p) and wrong):
+            bad.append(f"refutation {k} (call {r.get('call')}) is no counterexample")
+    report.add(f"refuted answers ({len(recorded)}, onnxruntime)", not bad, "; ".join(bad[:3]))
+
+
+def _member(data: dict[str, Any], r: dict[str, Any]) -> bool:
+    calls = data.get("calls") or []
+    i = r.get("call")
+    return isinstance(i, int) and 0 <= i < len(calls) and calls[i].get("purpose") == Purpose.MEMBER.value
+
+
 def _check_witnesses(root: Path, data: dict[str, Any], report: CheckReport, net: Any, x: np.ndarray,
-                     domain: Box, delta: float, box: Box, label: int, margin: float) -> None:
+                     domain: Box, delta: float, box: Box, label: int, margin: float, steps: np.ndarray) -> None:
     meta = data.get("witnesses") or []
     if not meta:
         return
@@ -284,9 +417,12 @@ def _check_witnesses(root: Path, data: dict[str, Any], report: CheckReport, net:
         report.add("witnesses", False, f"{len(meta)} witnesses listed, {len(points)} stored")
         return
     g = Grid(x, domain, delta)
-    steps = g.steps_of(box)
     dual = data.get("dual")
-    dual_steps = g.steps_of(_box_from(dual["box"], "dual box")) if dual else None
+    try:
+        dual_steps = g.steps_of(_box_from(dual["box"], "dual box")) if dual else None
+    except InputError as exc:
+        report.add("dual box on the grid", False, exc.message)
+        return
     bad: list[str] = []
     for w, p in zip(meta, points):
         kind, face, k = w.get("kind"), w.get("face"), w.get("index")
@@ -315,5 +451,3 @@ def _check_witnesses(root: Path, data: dict[str, Any], report: CheckReport, net:
         else:
             bad.append(f"witness {k} has unknown kind {kind!r}")
     report.add(f"witnesses ({len(meta)}, onnxruntime)", not bad, "; ".join(bad[:3]) + (" ..." if len(bad) > 3 else ""))
-    if not math.isfinite(delta) or delta <= 0:
-        report.add("delta", False, f"delta {delta!r} is not a positive number")

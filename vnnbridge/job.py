@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from vnnbridge.errors import InputError
+from vnnbridge.search.names import DEFAULT_CROSS_EXAMINE as DEFAULT_STEPS
 from vnnbridge.search.names import DEFAULT_DUAL, DEFAULT_METHOD
 
-__all__ = ["CertifyJob", "CertifyOutcome", "default_out", "run_job"]
+__all__ = ["CertifyJob", "CertifyOutcome", "confirmer_name", "default_out", "run_job"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,26 @@ class CertifyJob:
     order: str = "dfs"
     step: str = "bisect"
     max_calls: int = 100_000
+    cross_examine: int | None = DEFAULT_STEPS  # attack steps per unsat answer; None: no cross-examination
+    confirm: str = "auto"  # "auto": embedded when the oracle is another one and the engine compiles the net; "none"
+
+
+def confirmer_name(job: CertifyJob, onnx: str | Path) -> str | None:
+    """The oracle that must confirm the final box (None: no confirmation)."""
+    if job.confirm == "none":
+        return None
+    if job.confirm != "auto":
+        return job.confirm
+    if job.oracle.partition(":")[0] == "embedded":
+        return None  # the main oracle already is the embedded one; the attack still cross-examines
+    from vnnbridge.engine.graph import load_layer_net
+    from vnnbridge.errors import ModelError
+
+    try:
+        load_layer_net(onnx)
+    except ModelError:
+        return None
+    return "embedded"
 
 
 def default_out(job: CertifyJob) -> Path:
@@ -58,13 +79,58 @@ class CertifyOutcome:
     seconds: float
     out: Path
     metrics: dict[str, Any] = field(default_factory=dict)
+    confirm: str | None = None  # the confirming oracle's name (None: no confirmation asked)
 
     @property
     def exit_code(self) -> int:
-        """0 certified, 1 not certified, 130 interrupted after a certified box (kept in the certificate)."""
+        """0 certified, 1 not certified or trivial, 130 interrupted after a certified box (kept in the certificate)."""
         if self.result.interrupted:
             return 130
-        return 0 if self.result.certified else 1
+        return 0 if self.result.status == "certified" else 1
+
+    @property
+    def refuted(self) -> int:
+        """How many oracle answers were refuted (by the cross-examining attack or the confirming oracle)."""
+        return len(self.prober.refutations)
+
+    @property
+    def unconfirmed(self) -> bool:
+        """Certified by the main oracle, but the confirming oracle gave no ``unsat`` (timeout, unknown, ...)."""
+        return self.confirm is not None and self.result.certified and self.result.confirmed is not True
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``certify --json`` prints: status, box measures, calls, refutations and confirmation."""
+        result, m = self.result, self.metrics
+        return {
+            "input": self.job.input, "label": self.instance.label, "status": str(result.status),
+            "method": self.job.method, "oracle": self.prober.oracle.name,
+            "apothem": m.get("apothem") if result.certified else None,
+            "apothem_steps": result.cube_steps, "exact": result.exact,
+            "calls": len(self.prober.calls), "seconds": self.seconds,
+            "refuted": self.refuted, "confirm": self.confirm, "confirmed": result.confirmed,
+            "unconfirmed": self.unconfirmed, "interrupted": result.interrupted,
+            "certificate": str(self.out), "exit_code": self.exit_code,
+        }
+
+    def _trust_text(self) -> str:
+        """What the summary says about refuted answers and the confirmation."""
+        text = ""
+        if self.refuted:
+            by: dict[str, int] = {}
+            for r in self.prober.refutations:
+                by[r.by] = by.get(r.by, 0) + 1
+            whose = sorted({r.oracle for r in self.prober.refutations})
+            text += (f" {self.refuted} unsat answer{'s' if self.refuted > 1 else ''} of {', '.join(whose)} "
+                     f"REFUTED with onnxruntime-confirmed counterexamples ("
+                     + ", ".join(f"{n} by {k}" for k, n in sorted(by.items())) + ").")
+        if self.confirm is not None and self.result.certified:
+            conf = self.result.confirmation
+            if self.result.confirmed:
+                text += f" Confirmed by {self.confirm}."
+            else:
+                said = f"{conf.verdict.value}" + (f": {conf.reason}" if conf.reason else "") if conf else "not asked"
+                text += f" UNCONFIRMED: {self.confirm} gave no unsat ({said})."
+        return text
 
     def summary(self) -> str:
         """The one-line summary ``certify`` prints."""
@@ -72,12 +138,18 @@ class CertifyOutcome:
 
         job, instance, result, prober, m = self.job, self.instance, self.result, self.prober, self.metrics
         robust = sum(c.purpose == "robust" for c in prober.calls)
-        member = len(prober.calls) - robust
-        status = "certified" if result.certified else "NOT certified"
+        member = sum(c.purpose == "member" for c in prober.calls)
+        status = {"certified": "certified", "trivial": "TRIVIAL", "not certified": "NOT certified"}[result.status]
+        if self.unconfirmed:
+            status = "certified (UNCONFIRMED)"
         text = (f"{Path(job.input).name}: label {instance.label}, {status} by {job.method} with oracle "
                 f"{prober.oracle.name} in {self.seconds:.2f} s ({robust} robustness calls")
         text += f", {member} dual calls)." if member else ")."
-        if result.certified:
+        text += self._trust_text()
+        if result.status == "trivial":
+            text += (" Only the input itself is robust: a counterexample lies one grid step away (apothem 0); "
+                     "this is not a certification.")
+        elif result.certified:
             exact = " (grid-exact)" if result.exact else ""
             log_volume = m["log_volume"] if m["log_volume"] is None else round(m["log_volume"], 2)
             text += (f" Apothem {m['apothem']:.6g}{exact}; edges min {m['min_edge']:.4g}, "
@@ -118,7 +190,7 @@ def run_job(job: CertifyJob, on_call: Callable[[Any], None] | None = None, oracl
     if job.mean is not None and job.std is not None:
         onnx = normalizing_model(onnx, job.mean, job.std)
     options = SearchOptions(timeout=job.timeout, order=job.order, step=job.step, jobs=job.jobs,
-                            max_calls=job.max_calls)
+                            max_calls=job.max_calls, cross_examine=job.cross_examine)
     try:
         instance = Instance.make(onnx, loaded.x, job.label, loaded.domain, job.delta, job.margin)
     except InputError as exc:
@@ -127,14 +199,16 @@ def run_job(job: CertifyJob, on_call: Callable[[Any], None] | None = None, oracl
         raise
     if oracle is None:
         oracle = make_oracle(job.oracle)
+    confirm = confirmer_name(job, onnx)
+    confirmer = make_oracle(confirm) if confirm is not None else None
     start = time.perf_counter()
-    result, dual, prober = certify(instance, oracle, job.method, job.dual, options, on_call)
+    result, dual, prober = certify(instance, oracle, job.method, job.dual, options, on_call, confirmer)
     seconds = time.perf_counter() - start
     out = default_out(job)
     extra = {"normalization": {"mean": list(job.mean), "std": list(job.std),
                                "original_network": str(Path(job.onnx).resolve())}
              if job.mean is not None and job.std is not None else None}
     write_certificate(out, prober, result, dual, source=loaded.source, shape=loaded.shape, seconds=seconds,
-                      extra=extra)
+                      extra=extra, confirm=confirm)
     metrics = box_metrics(result.box, instance.x, instance.domain)
-    return CertifyOutcome(job, instance, result, dual, prober, seconds, out, metrics)
+    return CertifyOutcome(job, instance, result, dual, prober, seconds, out, metrics, confirm)

@@ -13,7 +13,7 @@ from vnnbridge.certificate import check_certificate, read_certificate, write_cer
 from vnnbridge.cli import main
 from vnnbridge.errors import CertificateError
 from vnnbridge.oracles.registry import Validating, make_oracle
-from vnnbridge.search.base import Instance
+from vnnbridge.search.base import Instance, SearchOptions
 from vnnbridge.search.compose import certify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,8 +21,8 @@ PAPER = ROOT / "tests" / "data" / "paper"
 
 
 def _write(tmp_path: Path, instance: Instance, oracle: object, method: str = "apothem+grow",
-           dual: str | None = "dual-faces") -> Path:
-    result, dual_result, prober = certify(instance, oracle, method, dual)  # type: ignore[arg-type]
+           dual: str | None = "dual-faces", options: SearchOptions | None = None) -> Path:
+    result, dual_result, prober = certify(instance, oracle, method, dual, options)  # type: ignore[arg-type]
     out = tmp_path / "cert"
     write_certificate(out, prober, result, dual_result, source="test", shape=(instance.x.size,))
     return out
@@ -48,23 +48,35 @@ def test_certificate_round_trips_exactly_and_checks(linear_net: tuple, linear_or
 def test_check_catches_tampering(linear_net: tuple, linear_oracle: Validating, tmp_path: Path) -> None:
     path, _, _, x = linear_net
     out = _write(tmp_path, Instance.make(path, x, None), linear_oracle)
-    # 1. a box.vnnlib that widens one bound
+    from vnnbridge.cache import sha256_bytes, sha256_file
+
+    def failures(folder: Path) -> list[str]:
+        return [c.name for c in check_certificate(folder, None).checks if not c.ok]
+
+    assert failures(out) == []
+    # 1. a box.vnnlib that widens one bound, its hash updated so that only the parse-back check can see it
     bad = tmp_path / "bad1"
     shutil.copytree(out, bad)
     data = json.loads((bad / "certificate.json").read_text())
-    lo = float.fromhex(data["box"]["upper_hex"][5])
-    text = (bad / "box.vnnlib").read_text().replace(repr(lo), repr(lo + 0.25), 1)
+    up = float.fromhex(data["box"]["upper_hex"][5])
+    text = (bad / "box.vnnlib").read_text()
+    assert text.count(repr(up)) >= 1
+    text = text.replace(repr(up), repr(up + 0.25), 1)
     (bad / "box.vnnlib").write_text(text)
-    assert not check_certificate(bad, None).ok
-    # 2. a witness moved inside the box no longer shows anything
+    data["proof"]["query_sha256"] = sha256_bytes(text.encode())
+    (bad / "certificate.json").write_text(json.dumps(data))
+    assert failures(bad) == ["box.vnnlib box"]
+    # 2. a witness moved onto x no longer shows anything (the file's hash updated: only the re-run sees it)
     bad2 = tmp_path / "bad2"
     shutil.copytree(out, bad2)
     with np.load(bad2 / "witnesses.npz") as npz:
         pts = npz["points"].copy()
     pts[:] = x
     np.savez_compressed(bad2 / "witnesses.npz", points=pts)
-    report = check_certificate(bad2, None)
-    assert not report.ok
+    data = json.loads((bad2 / "certificate.json").read_text())
+    data["witness_sha256"] = sha256_file(bad2 / "witnesses.npz")
+    (bad2 / "certificate.json").write_text(json.dumps(data))
+    assert [f.split(" (")[0] for f in failures(bad2)] == ["witnesses"]
     # 3. a missing folder is an input error
     with pytest.raises(CertificateError):
         check_certificate(tmp_path / "nowhere", None)
@@ -75,12 +87,17 @@ def test_a_lying_oracle_is_caught_by_check_with_another_oracle(linear_net: tuple
     path, _, _, x = linear_net
     instance = Instance.make(path, x, None)
     liar = make_oracle("fake:unsat")
-    out = _write(tmp_path, instance, liar, method="apothem", dual=None)
+    # without cross-examination the liar's word is taken: it certifies the whole domain
+    out = _write(tmp_path, instance, liar, method="apothem", dual=None, options=SearchOptions(cross_examine=None))
     data = read_certificate(out)
-    assert data["status"] == "certified"  # the liar certified the whole domain
+    assert data["status"] == "certified" and data["refuted_count"] == 0
     report = check_certificate(out, linear_oracle)
-    failure = report.first_failure()
-    assert failure is not None and failure.name == "oracle linear-lp" and "sat" in failure.detail
+    failed = {c.name: c.detail for c in report.checks if not c.ok}
+    assert set(failed) == {"attack (pgd 8x100)", "oracle linear-lp"}
+    assert "sat" in failed["oracle linear-lp"] and "counterexample inside the box" in failed["attack (pgd 8x100)"]
+    # check's own attack catches it even when the re-asking oracle lies too
+    report = check_certificate(out, make_oracle("fake:unsat"))
+    assert [c.name for c in report.checks if not c.ok] == ["attack (pgd 8x100)"]
 
 
 @pytest.mark.skipif(not (PAPER / "mnist_784_32_10.onnx").is_file(), reason="bundled reference data missing")
@@ -93,14 +110,15 @@ def test_cli_certify_check_show_on_the_reference_image(tmp_path: Path, capsys: p
     assert main(["check", str(out)]) == 0
     assert main(["show", str(out), "-o", str(tmp_path / "fig.png")]) == 0
     assert (tmp_path / "fig.png").stat().st_size > 10_000
-    # a lying certificate: the whole domain claimed robust, refuted by the embedded oracle
+    # a lying certificate (the liar's word taken: no cross-examination, no confirmation) fails check
     liar = tmp_path / "liar"
     assert main(["certify", "--onnx", str(PAPER / "mnist_784_32_10.onnx"), "--input",
                  str(PAPER / "mnist_0-1.csv"), "--method", "apothem", "--dual", "none", "--oracle", "fake:unsat",
-                 "--out", str(liar), "-q"]) == 0
+                 "--cross-examine", "none", "--confirm", "none", "--out", str(liar), "-q"]) == 0
     capsys.readouterr()
-    assert main(["check", str(liar), "--oracle", "embedded"]) == 1
-    assert "oracle embedded" in capsys.readouterr().err
+    assert main(["check", str(liar), "--oracle", "embedded", "--list"]) == 1
+    text = capsys.readouterr()
+    assert "FAIL oracle embedded" in text.out and "attack" in text.err
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -187,7 +187,16 @@ def test_greedy_orders_and_steps_give_certified_maximal_boxes(linear_net: Linear
             assert face in result.blocked() and not robust_truth(w, c, instance.label, g.box(grown))
 
 
-def test_the_call_budget_keeps_the_certified_box(instance: Instance, linear_oracle: Validating) -> None:
+def test_the_call_budget_keeps_the_certified_box(linear_net: LinearNet, instance: Instance,
+                                                 linear_oracle: Validating, truth_r: int) -> None:
+    _, w, c, _ = linear_net
+    full, _, _ = certify(instance, linear_oracle, "apothem+grow")
     result, _, prober = certify(instance, linear_oracle, "apothem+grow", options=SearchOptions(max_calls=8))
-    assert result.certified and result.proof is not None
-    assert result.open_faces or result.cube_steps is not None
+    g = prober.grid
+    # grow ran out of its 8 calls: faces are left open, and the box kept is the last certified one
+    assert result.open_faces and not full.open_faces
+    assert sum(c.purpose == "robust" for c in prober.calls) <= 8 + 8
+    assert result.certified and result.proof is not None and result.proof.verdict.value == "unsat"
+    assert prober.query(result.proof.purpose, result.box).sha256 == result.proof.sha256  # the proof is of this box
+    assert robust_truth(w, c, instance.label, result.box) and g.cube(truth_r) != result.box
+    assert bool(np.all(result.steps >= g.cube_steps(truth_r))) and bool(np.any(result.steps < full.steps))

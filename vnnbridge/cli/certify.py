@@ -1,7 +1,8 @@
 """CLI commands: ``certify`` (search a box and write its certificate), ``check`` and ``show``.
 
 Exit codes beyond the dispatcher's: ``certify`` returns 0 when the box is certified and 1
-when the search ends without a certified box (the certificate folder is written either way),
+when the search ends without a certified box or with a trivial one (apothem 0: only x itself;
+the certificate folder is written either way),
 130 when interrupted after a certified box was found (the certificate keeps that box);
 ``check`` returns 0 only when every check holds and 1 with the first failing check otherwise.
 """
@@ -48,6 +49,19 @@ def _floats(text: str | None) -> list[float] | None:
         raise InputError(f"expected numbers separated by commas, got {text!r}") from None
 
 
+def _steps_or_none(text: str) -> int | None:
+    """``--cross-examine``: a positive number of attack steps, or none."""
+    if text == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of attack steps or none, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of attack steps or none, got {text!r}")
+    return value
+
+
 def _certify(args: argparse.Namespace) -> int:
     from vnnbridge.job import CertifyJob, run_job
 
@@ -55,13 +69,18 @@ def _certify(args: argparse.Namespace) -> int:
                      dual=None if args.dual == "none" else args.dual, oracle=args.oracle, delta=args.delta,
                      timeout=args.timeout, out=args.out, jobs=args.jobs, margin=args.margin,
                      mean=_floats(args.mean), std=_floats(args.std), order=args.order, step=args.step,
-                     max_calls=args.max_calls)
+                     max_calls=args.max_calls, cross_examine=args.cross_examine, confirm=args.confirm)
     progress = _Progress(sys.stderr.isatty() and not args.quiet)
     try:
         outcome = run_job(job, progress)
     finally:
         progress.close()
-    print(outcome.summary())
+    if args.json:
+        import json
+
+        print(json.dumps(outcome.to_json()))
+    else:
+        print(outcome.summary())
     if not args.quiet:
         print(f"check it with: vnnbridge check {outcome.out}", file=sys.stderr)
     if outcome.result.interrupted:
@@ -97,6 +116,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def add(sub: argparse._SubParsersAction) -> None:
     """Register ``certify``, ``check`` and ``show``."""
+    from vnnbridge.search.names import DEFAULT_CROSS_EXAMINE as DEFAULT_STEPS
     from vnnbridge.search.names import DEFAULT_DUAL, DEFAULT_METHOD, DUAL_NAMES, METHOD_NAMES
 
     p = sub.add_parser("certify", help="search a robustness box around an input and write its certificate",
@@ -121,6 +141,13 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--order", default="dfs", choices=("dfs", "bfs"), help="greedy: face order")
     p.add_argument("--step", default="bisect", choices=("linear", "bisect"), help="greedy: face step")
     p.add_argument("--max-calls", type=int, default=100_000, help="oracle call budget")
+    p.add_argument("--cross-examine", type=_steps_or_none, default=DEFAULT_STEPS, metavar="N|none",
+                   help="attack every unsat answer with N projected-gradient steps (8 restarts) before the "
+                   f"search relies on it; a confirmed counterexample refutes it (default {DEFAULT_STEPS})")
+    p.add_argument("--confirm", default="auto", metavar="ORACLE|none",
+                   help="a second oracle that must also answer unsat on the final box (default: embedded when "
+                   "the main oracle is another one and the engine supports the network)")
+    p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_certify)
 

@@ -10,6 +10,8 @@ it as "this box is not certified" and never use it to move towards "certified".
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import logging
 import math
 import threading
@@ -24,6 +26,7 @@ from vnnbridge.box import Box
 from vnnbridge.errors import InputError
 from vnnbridge.network import Network, load_network
 from vnnbridge.oracles.base import Oracle, OracleResult, Query, Verdict
+from vnnbridge.search.crossexam import DEFAULT_STEPS, Falsifier, counterexample_margin
 from vnnbridge.vnnlib.model import membership_spec, robustness_spec
 
 __all__ = [
@@ -32,10 +35,16 @@ __all__ = [
     "Counted",
     "Grid",
     "Instance",
+    "Order",
     "Prober",
+    "Purpose",
+    "Refutation",
     "SearchOptions",
     "SearchResult",
+    "Status",
+    "Step",
     "Witness",
+    "WitnessKind",
     "classified_as",
     "faces_of",
     "grid_delta",
@@ -43,6 +52,44 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+class Purpose(enum.StrEnum):
+    """What an oracle call asks."""
+
+    ROBUST = "robust"  # is the box free of misclassified points? (UNSAT = certified)
+    MEMBER = "member"  # does the box hold a point of the label's class? (the dual's question)
+    CONFIRM = "confirm"  # a second oracle asked the final robustness query again
+
+
+class WitnessKind(enum.StrEnum):
+    """What a validated witness point shows."""
+
+    FACE = "face"  # the robust box cannot grow at this face
+    CUBE = "cube"  # no larger cube is robust
+    MEMBER = "member"  # a class point just beyond a dual face (the dual is tight there)
+
+
+class Order(enum.StrEnum):
+    """Greedy face order."""
+
+    DFS = "dfs"
+    BFS = "bfs"
+
+
+class Step(enum.StrEnum):
+    """Greedy face step."""
+
+    LINEAR = "linear"
+    BISECT = "bisect"
+
+
+class Status(enum.StrEnum):
+    """A certification's outcome as the certificate and the summary name it."""
+
+    CERTIFIED = "certified"
+    TRIVIAL = "trivial"  # only x itself is certified: a counterexample lies one grid step away
+    NOT_CERTIFIED = "not certified"
+
 
 # Faces are numbered 2*i (lower face of coordinate i) and 2*i + 1 (upper face).
 LOWER, UPPER = 0, 1
@@ -240,34 +287,59 @@ class Call:
     """One oracle call as the certificate records it."""
 
     index: int
-    purpose: str  # "robust" (is the box free of misclassified points?) or "member" (any class point?)
+    purpose: Purpose
     note: str
-    verdict: Verdict
+    verdict: Verdict  # what the oracle said (a refuted UNSAT stays UNSAT here, with ``refuted_by``)
     oracle: str
     sha256: str
     vnnlib: Path
     seconds: float
     reason: str = ""
+    refuted_by: str = ""  # the falsifier or confirming oracle that broke this UNSAT with a validated witness
+    examine_seconds: float = 0.0  # time spent cross-examining this answer
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready dict."""
-        return {"index": self.index, "purpose": self.purpose, "note": self.note,
-                "verdict": self.verdict.value, "oracle": self.oracle, "query_sha256": self.sha256,
-                "query_file": str(self.vnnlib), "seconds": self.seconds, "reason": self.reason}
+        out: dict[str, object] = {
+            "index": self.index, "purpose": Purpose(self.purpose).value, "note": self.note,
+            "verdict": self.verdict.value, "oracle": self.oracle, "query_sha256": self.sha256,
+            "query_file": str(self.vnnlib), "seconds": self.seconds, "reason": self.reason}
+        if self.refuted_by:
+            out["refuted_by"] = self.refuted_by
+        if self.examine_seconds:
+            out["examine_seconds"] = self.examine_seconds
+        return out
+
+
+@dataclass(frozen=True)
+class Refutation:
+    """A wrong ``unsat``: the call, whose answer it was, what broke it, and the validated counterexample."""
+
+    call: int
+    oracle: str
+    by: str
+    point: np.ndarray
+    margin: float  # best other logit minus the label's at the point (onnxruntime); >= -margin option
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready dict (the point as exact floats and their hex)."""
+        flat = [float(v) for v in np.ravel(self.point)]
+        return {"call": self.call, "oracle": self.oracle, "claimed": "unsat", "refuted_by": self.by,
+                "counterexample_margin": self.margin, "point": flat, "point_hex": [v.hex() for v in flat]}
 
 
 @dataclass(frozen=True)
 class Witness:
     """A validated point with what it shows: a blocked face, a cube bound or a class point beyond a dual face."""
 
-    kind: str  # "face" (robust box can't grow at face), "cube" (no larger cube), "member" (dual tight)
+    kind: WitnessKind
     point: np.ndarray
     face: int | None = None
     call: int | None = None  # the oracle call it came from (None when found by onnxruntime alone)
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready dict (the point as exact floats)."""
-        return {"kind": self.kind, "face": self.face, "call": self.call,
+        return {"kind": WitnessKind(self.kind).value, "face": self.face, "call": self.call,
                 "point": [float(v) for v in np.ravel(self.point)]}
 
 
@@ -297,18 +369,21 @@ class SearchOptions:
     """Knobs shared by the searches; validated when a search starts."""
 
     timeout: float = 60.0  # per oracle call
-    order: str = "dfs"  # greedy: face order
-    step: str = "bisect"  # greedy: linear | bisect
+    order: Order = Order.DFS  # greedy: face order
+    step: Step = Step.BISECT  # greedy: linear | bisect
     jobs: int = 1  # dual-faces: parallel calls
     max_calls: int = 100_000  # a safety budget per search
+    cross_examine: int | None = DEFAULT_STEPS  # attack steps per UNSAT answer; None: take UNSAT at its word
 
     def __post_init__(self) -> None:
-        if self.order not in ("dfs", "bfs"):
-            raise InputError(f"--order must be dfs or bfs, got {self.order!r}")
-        if self.step not in ("linear", "bisect"):
-            raise InputError(f"--step must be linear or bisect, got {self.step!r}")
+        try:
+            self.order, self.step = Order(self.order), Step(self.step)
+        except ValueError as exc:
+            raise InputError(f"--order must be dfs or bfs and --step linear or bisect ({exc})") from None
         if not (self.timeout > 0 and self.jobs >= 1 and self.max_calls >= 1):
             raise InputError("--timeout, --jobs and the call budget must be positive")
+        if self.cross_examine is not None and self.cross_examine < 1:
+            raise InputError(f"--cross-examine must be a positive number of steps or none, got {self.cross_examine}")
 
 
 class BudgetExhausted(Exception):
@@ -316,7 +391,14 @@ class BudgetExhausted(Exception):
 
 
 class Prober:
-    """Asks box questions about one instance through a counted oracle and records every call."""
+    """Asks box questions about one instance through a counted oracle and records every call.
+
+    Every ``unsat`` is cross-examined before a search sees it (unless ``cross_examine`` is
+    None): a `Falsifier` independent of the oracle attacks the box, and a counterexample that
+    onnxruntime confirms turns the answer into a `Refutation`; the search then gets ``sat`` with
+    that witness. Definite answers are remembered per query, so a search that is run again
+    (after a confirming oracle refuted its final box) asks the oracle only new questions.
+    """
 
     def __init__(self, instance: Instance, oracle: Oracle, options: SearchOptions | None = None,
                  on_call: Callable[[Call], None] | None = None) -> None:
@@ -325,21 +407,36 @@ class Prober:
         self.options = options or SearchOptions()
         self.grid = Grid(instance.x, instance.domain, instance.delta)
         self.calls: list[Call] = []
+        self.refutations: list[Refutation] = []
         self.on_call = on_call
         self._lock = threading.Lock()
         self._budget_from = 0
+        self._answers: dict[tuple[str, str], tuple[OracleResult, Call]] = {}
+        steps = self.options.cross_examine
+        self.falsifier = Falsifier(steps) if steps is not None else None
+        self.unexamined = ""  # why UNSAT answers went unexamined although asked for ("" when examined)
+        if self.falsifier is not None and not self.falsifier.supports(str(instance.onnx)):
+            self.falsifier, self.unexamined = None, "the engine does not compile this network"
 
     def begin(self) -> None:
         """Start a new search phase: the call budget counts from here."""
         self._budget_from = len(self.calls)
 
-    def _ask(self, purpose: str, box: Box, note: str) -> tuple[OracleResult, Call]:
+    def query(self, purpose: Purpose, box: Box) -> Query:
+        """The query of a box question (its VNN-LIB file written to the cache)."""
+        inst = self.instance
+        spec = (membership_spec(box, inst.label, inst.outputs) if purpose == Purpose.MEMBER
+                else robustness_spec(box, inst.label, inst.outputs, inst.margin))
+        return Query.build(inst.onnx, spec)
+
+    def _ask(self, purpose: Purpose, box: Box, note: str) -> tuple[OracleResult, Call]:
+        query = self.query(purpose, box)
+        with self._lock:
+            known = self._answers.get((purpose, query.sha256))
+        if known is not None:
+            return known
         if len(self.calls) - self._budget_from >= self.options.max_calls:
             raise BudgetExhausted(f"call budget of {self.options.max_calls} spent")
-        inst = self.instance
-        spec = (robustness_spec(box, inst.label, inst.outputs, inst.margin) if purpose == "robust"
-                else membership_spec(box, inst.label, inst.outputs))
-        query = Query.build(inst.onnx, spec)
         start = time.perf_counter()
         result = self.oracle.check(query, self.options.timeout)
         seconds = time.perf_counter() - start
@@ -347,22 +444,69 @@ class Prober:
             # Never refine with an unconfirmed sat: it is "not proven", like a timeout.
             result = OracleResult(Verdict.ERROR, result.oracle, result.version, result.seconds,
                                   None, "sat without a witness")
+        point, examine = None, 0.0
+        if result.verdict is Verdict.UNSAT and self.falsifier is not None:
+            t0 = time.perf_counter()
+            point = self.falsifier.refute(query, seconds=max(1.0, self.options.timeout))
+            examine = time.perf_counter() - t0
+        oracle = result.oracle or self.oracle.name
         with self._lock:
-            call = Call(len(self.calls), purpose, note, result.verdict, result.oracle or self.oracle.name,
-                        query.sha256, query.vnnlib, seconds, result.reason)
+            call = Call(len(self.calls), purpose, note, result.verdict, oracle, query.sha256, query.vnnlib,
+                        seconds, result.reason, self.falsifier.name if point is not None else "", examine)
             self.calls.append(call)
-        log.debug("call %d %s %s: %s", call.index, purpose, note, result.verdict.value)
+            if point is not None:
+                result = self._refuted(call, self.falsifier.name, point, result)
+            if result.verdict in (Verdict.SAT, Verdict.UNSAT):
+                self._answers[(purpose, query.sha256)] = (result, call)
+        log.debug("call %d %s %s: %s%s", call.index, purpose, note, call.verdict.value,
+                  " (refuted)" if point is not None else "")
         if self.on_call is not None:
             self.on_call(call)
         return result, call
 
+    def _refuted(self, call: Call, by: str, point: np.ndarray, result: OracleResult) -> OracleResult:
+        """Record a wrong UNSAT (under the lock) and the SAT answer the search gets instead."""
+        y = self.instance.net.run(point)
+        margin = counterexample_margin(y, self.instance.label)
+        self.refutations.append(Refutation(call.index, call.oracle, by, point,
+                                           -margin if call.purpose == Purpose.MEMBER else margin))
+        log.warning("%s answered unsat on call %d, but %s found a counterexample (onnxruntime-confirmed)",
+                    call.oracle, call.index, by)
+        return OracleResult(Verdict.SAT, call.oracle, result.version, result.seconds, point,
+                            f"unsat refuted by {by}")
+
     def robust(self, box: Box, note: str = "") -> tuple[OracleResult, Call]:
         """Ask whether every point of ``box`` keeps the label (UNSAT = certified)."""
-        return self._ask("robust", box, note)
+        return self._ask(Purpose.ROBUST, box, note)
 
     def member(self, box: Box, note: str = "") -> tuple[OracleResult, Call]:
         """Ask whether ``box`` holds a point of the label's class (UNSAT = none)."""
-        return self._ask("member", box, note)
+        return self._ask(Purpose.MEMBER, box, note)
+
+    def confirm(self, box: Box, proof: Call, confirmer: Oracle) -> tuple[OracleResult, Call]:
+        """Ask ``confirmer`` the robustness query of ``box`` (certified by ``proof``); recorded like any call.
+
+        A validated ``sat`` refutes ``proof``: it is marked, and asking the box again gives that witness.
+        """
+        from vnnbridge.oracles.witness import validated
+
+        query = self.query(Purpose.ROBUST, box)
+        if query.sha256 != proof.sha256:
+            raise ValueError("the proof call is not the query of this box")
+        start = time.perf_counter()
+        result = validated(confirmer.check(query, self.options.timeout), query)
+        seconds = time.perf_counter() - start
+        with self._lock:
+            call = Call(len(self.calls), Purpose.CONFIRM, f"confirm call {proof.index}", result.verdict,
+                        result.oracle or confirmer.name, query.sha256, query.vnnlib, seconds, result.reason)
+            self.calls.append(call)
+            if result.verdict is Verdict.SAT:
+                self.calls[proof.index] = dataclasses.replace(proof, refuted_by=call.oracle)
+                sat = self._refuted(self.calls[proof.index], call.oracle, result.witness, result)
+                self._answers[(Purpose.ROBUST, query.sha256)] = (sat, self.calls[proof.index])
+        if self.on_call is not None:
+            self.on_call(call)
+        return result, call
 
     def shrink_cube(self, point: np.ndarray) -> np.ndarray:
         """A misclassified point at least as close to x (in l-inf), by projecting onto smaller cubes.
@@ -400,10 +544,27 @@ class SearchResult:
     open_faces: list[int] = field(default_factory=list)  # faces left open when the call budget ran out
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False  # the user stopped a later phase; this is the certified box before it
+    confirmation: Call | None = None  # the confirming oracle's call on ``box`` (None: not asked)
+
+    @property
+    def confirmed(self) -> bool | None:
+        """Whether a second oracle confirmed the box (None when none was asked)."""
+        if self.confirmation is None:
+            return None
+        return self.confirmation.verdict is Verdict.UNSAT
+
+    @property
+    def status(self) -> Status:
+        """certified, trivial (only x itself: the optimal cube has apothem 0) or not certified."""
+        if not self.certified:
+            return Status.NOT_CERTIFIED
+        if self.cube_steps == 0 or not np.any(self.steps):
+            return Status.TRIVIAL
+        return Status.CERTIFIED
 
     def blocked(self) -> dict[int, Witness]:
         """The face witnesses by face."""
-        return {w.face: w for w in self.witnesses if w.kind == "face" and w.face is not None}
+        return {w.face: w for w in self.witnesses if w.kind == WitnessKind.FACE and w.face is not None}
 
 
 def faces_of(n: int) -> Sequence[int]:

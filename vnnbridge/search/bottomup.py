@@ -25,7 +25,7 @@ from vnnbridge.engine.attack import Objective, _gradients, pgd, start_points
 from vnnbridge.engine.graph import LayerNet, load_layer_net
 from vnnbridge.errors import VnnbridgeError
 from vnnbridge.oracles.base import Verdict
-from vnnbridge.search.base import BudgetExhausted, Call, Prober, SearchResult, Witness
+from vnnbridge.search.base import BudgetExhausted, Call, Order, Prober, SearchResult, Step, Witness, WitnessKind
 
 __all__ = ["search_greedy", "search_grow", "search_slack"]
 
@@ -122,7 +122,7 @@ class _Faces:
                 lo_k = mid
         if hi_k - 1 < self.cap[face]:
             self.cap[face] = hi_k - 1
-            self.witness[face] = Witness("face", best, face=face, call=None if call is None else call.index)
+            self.witness[face] = Witness(WitnessKind.FACE, best, face=face, call=None if call is None else call.index)
 
     def stop(self, face: int) -> None:
         """The oracle gave no answer one step beyond ``face``: stop it there, unproven."""
@@ -177,7 +177,7 @@ def _probe_one(state: _Faces, face: int, target: int, method: str) -> None:
 
 def _next_target(state: _Faces, face: int, step: str) -> int:
     cur, cap = int(state.cur[face]), int(state.cap[face])
-    return cur + 1 if step == "linear" else cur + (cap - cur + 1) // 2
+    return cur + 1 if step == Step.LINEAR else cur + (cap - cur + 1) // 2
 
 
 def search_greedy(prober: Prober, start: SearchResult | None = None) -> SearchResult:
@@ -195,7 +195,7 @@ def search_greedy(prober: Prober, start: SearchResult | None = None) -> SearchRe
 def _greedy_loop(prober: Prober, state: _Faces, ok: bool) -> None:
     opts = prober.options
     if ok:
-        if opts.order == "dfs":
+        if opts.order == Order.DFS:
             for face in range(2 * prober.grid.n):
                 while state.cur[face] < state.cap[face]:
                     _probe_one(state, face, _next_target(state, face, opts.step), "greedy")
@@ -218,7 +218,7 @@ def search_grow(prober: Prober, start: SearchResult | None = None) -> SearchResu
     ok = state.ensure_start()
     if ok and start is not None:
         for w in start.witnesses:
-            if w.kind == "cube":
+            if w.kind == WitnessKind.CUBE:
                 log.info("grow: %d faces blocked by corners of the cube witness", state.sweep(w.point))
     _grow_loop(prober, state, ok, "grow")
     return state.result("grow", ok)
@@ -377,7 +377,7 @@ def search_slack(prober: Prober, start: SearchResult | None = None) -> SearchRes
         return state.result("slack", ok)
     frac, reach = 0.5, int(g.diameter)
     rng, silent = np.random.default_rng(0), 0
-    seeds: list[np.ndarray] = [w.point for w in (start.witnesses if start is not None else []) if w.kind == "cube"]
+    seeds: list[np.ndarray] = [w.point for w in (start.witnesses if start is not None else []) if w.kind == WitnessKind.CUBE]
     try:
         while ok and state.open() and frac > 1e-3:
             lo, hi = g.box(state.cur).arrays()

@@ -12,16 +12,16 @@ import logging
 from typing import Callable
 
 from vnnbridge.errors import InputError
-from vnnbridge.oracles.base import Oracle
-from vnnbridge.search.base import BudgetExhausted, Call, Instance, Prober, SearchOptions, SearchResult
+from vnnbridge.oracles.base import Oracle, Verdict
+from vnnbridge.search.base import BudgetExhausted, Call, Instance, Prober, SearchOptions, SearchResult, WitnessKind
 from vnnbridge.search.bottomup import search_greedy, search_grow, search_slack
 from vnnbridge.search.names import DEFAULT_DUAL, DEFAULT_METHOD
 from vnnbridge.search.dual import search_dual_box, search_dual_cube, search_dual_faces
 from vnnbridge.search.topdown import (find_apothem, search_box_topdown, search_cube_bisect, search_cube_topdown,
                                       search_edge, search_fill)
 
-__all__ = ["CONTINUING", "DEFAULT_DUAL", "DEFAULT_METHOD", "DUALS", "METHODS", "certify", "parse_method", "run_dual",
-           "run_method"]
+__all__ = ["CONTINUING", "DEFAULT_DUAL", "DEFAULT_METHOD", "DUALS", "METHODS", "certify", "confirm_result",
+           "parse_method", "run_dual", "run_method"]
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def run_method(name: str, prober: Prober) -> SearchResult:
             break  # never trade a certified box for an uncertified one
         if result is not None and nxt.cube_steps is None:
             nxt.cube_steps, nxt.cube_upper, nxt.exact = result.cube_steps, result.cube_upper, result.exact
-            nxt.witnesses = [w for w in result.witnesses if w.kind == "cube"] + nxt.witnesses
+            nxt.witnesses = [w for w in result.witnesses if w.kind == WitnessKind.CUBE] + nxt.witnesses
         result = nxt
     if result is None:
         raise InputError(f"method {name!r} ran out of its call budget before its first answer")
@@ -101,12 +101,53 @@ def run_dual(name: str, prober: Prober, start: SearchResult | None) -> SearchRes
     return DUALS[name](prober, start)
 
 
+# A confirming oracle that keeps refuting the final box makes the search run again each time;
+# after this many refutations the last box is kept, certified by the main oracle only (unconfirmed).
+MAX_CONFIRM_ROUNDS = 20
+
+
+def confirm_result(method: str, prober: Prober, result: SearchResult, confirmer: Oracle) -> SearchResult:
+    """Ask ``confirmer`` about the final certified box; a validated ``sat`` refutes it and the search goes on.
+
+    The search is run again with the refuted answer replaced by the confirmer's witness (all
+    other answers are remembered, so only new boxes cost calls). A confirmer's timeout,
+    unknown or error leaves the box certified by the main oracle, marked unconfirmed.
+    """
+    for _ in range(MAX_CONFIRM_ROUNDS):
+        if not result.certified or result.proof is None or result.interrupted:
+            return result
+        res, call = prober.confirm(result.box, result.proof, confirmer)
+        if res.verdict is not Verdict.SAT:
+            result.confirmation = call
+            if res.verdict is not Verdict.UNSAT:
+                result.notes.append(f"unconfirmed: {call.oracle} answered {res.verdict.value}"
+                                    + (f" ({res.reason})" if res.reason else ""))
+            return result
+        log.warning("%s refuted the final box of %s; searching on", call.oracle, method)
+        result = run_method(method, prober)
+    if result.certified:
+        result.notes.append(f"unconfirmed: the confirming oracle refuted {MAX_CONFIRM_ROUNDS} final boxes; "
+                            "the last one was not asked")
+    return result
+
+
 def certify(instance: Instance, oracle: Oracle, method: str = DEFAULT_METHOD, dual: str | None = None,
-            options: SearchOptions | None = None,
-            on_call: Callable[[Call], None] | None = None) -> tuple[SearchResult, SearchResult | None, Prober]:
-    """Search a certification of ``instance`` (and its dual); every call is in ``prober.calls``."""
+            options: SearchOptions | None = None, on_call: Callable[[Call], None] | None = None,
+            confirmer: Oracle | None = None) -> tuple[SearchResult, SearchResult | None, Prober]:
+    """Search a certification of ``instance`` (and its dual); every call is in ``prober.calls``.
+
+    With ``confirmer``, the final box must also be ``unsat`` for that oracle (see `confirm_result`).
+    """
     prober = Prober(instance, oracle, options, on_call)
     result = run_method(method, prober)
+    if confirmer is not None:
+        try:
+            result = confirm_result(method, prober, result, confirmer)
+        except KeyboardInterrupt:
+            if not result.certified or result.proof is None or prober.calls[result.proof.index].refuted_by:
+                raise  # a refuted box is no result to keep
+            result.interrupted = True
+            result.notes.append("interrupted while confirming: the box is unconfirmed")
     dual_result = None
     if dual and not result.interrupted:
         try:

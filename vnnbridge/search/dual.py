@@ -21,7 +21,7 @@ import numpy as np
 
 from vnnbridge.box import Box
 from vnnbridge.oracles.base import Verdict
-from vnnbridge.search.base import BudgetExhausted, Prober, SearchResult, Witness
+from vnnbridge.search.base import BudgetExhausted, Prober, SearchResult, Witness, WitnessKind
 
 __all__ = ["search_dual_box", "search_dual_cube", "search_dual_faces"]
 
@@ -54,7 +54,7 @@ def _cheap_lower(prober: Prober, face: int, start: int) -> tuple[int, Witness | 
         p = inst.x.copy()
         p[i] = g.position(face, k)
         if inst.classified(p):
-            best, witness = k, Witness("member", p, face=face)
+            best, witness = k, Witness(WitnessKind.MEMBER, p, face=face)
             break
     return best, witness
 
@@ -87,7 +87,7 @@ def _face(prober: Prober, face: int, lo: int, linear: bool) -> tuple[int, Witnes
             w = np.asarray(res.witness, dtype=np.float64)
             i = face // 2
             lo = max(k + 1, g.include(face, float(w[i])))
-            witness = Witness("member", w, face=face, call=call.index)
+            witness = Witness(WitnessKind.MEMBER, w, face=face, call=call.index)
         else:
             lo, exact = k + 1, False
     return hi, witness, exact
@@ -155,10 +155,10 @@ def search_dual_cube(prober: Prober, start: SearchResult | None = None) -> Searc
                 lo, exact = g.diameter, False  # give up: the whole domain is a valid (loose) dual
                 break
             if res.verdict is Verdict.SAT:
-                found = Witness("member", np.asarray(res.witness, dtype=np.float64), face=face, call=call.index)
+                found = Witness(WitnessKind.MEMBER, np.asarray(res.witness, dtype=np.float64), face=face, call=call.index)
                 break
             if res.verdict is not Verdict.UNSAT:
-                found, exact = Witness("member", inst.x, face=None), False
+                found, exact = Witness(WitnessKind.MEMBER, inst.x, face=None), False
                 break
         if lo >= g.diameter:
             hi = g.diameter

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from vnnbridge.oracles.base import Verdict
-from vnnbridge.search.base import Call, Grid, Prober, SearchResult, Witness
+from vnnbridge.search.base import Call, Grid, Prober, SearchResult, Witness, WitnessKind
 
 __all__ = ["bisect_family", "edge_steps", "find_apothem", "search_box_topdown", "search_cube_bisect",
            "search_cube_topdown", "search_edge", "search_fill"]
@@ -49,7 +49,7 @@ def search_cube_topdown(prober: Prober, start: SearchResult | None = None) -> Se
         if res.verdict is Verdict.UNSAT:
             return _cube_result(prober, "cube-topdown", k, call, k + 1, witness)
         if res.verdict is Verdict.SAT:
-            witness = Witness("cube", res.witness, call=call.index)
+            witness = Witness(WitnessKind.CUBE, res.witness, call=call.index)
             k = min(k, g.cube_include(res.witness)) - 1
         else:
             k -= 1
@@ -67,7 +67,7 @@ def search_cube_bisect(prober: Prober, start: SearchResult | None = None) -> Sea
             lo, proof = k, call
         else:
             if res.verdict is Verdict.SAT and (witness is None or g.cube_include(res.witness) <= k):
-                witness = Witness("cube", res.witness, call=call.index)
+                witness = Witness(WitnessKind.CUBE, res.witness, call=call.index)
             hi = k - 1
     return _cube_result(prober, "cube-bisect", lo, proof, lo + 1, witness)
 
@@ -118,7 +118,7 @@ def bisect_family(prober: Prober, family: Callable[[int], np.ndarray], top: int,
                 else:
                     a = mid
             if witness is None or b <= smallest_holding(witness.point, top):
-                witness = Witness("cube", point, call=call.index)
+                witness = Witness(WitnessKind.CUBE, point, call=call.index)
             if b - 1 < k - 1 and guesses > 0 and b - 1 > lo:
                 guesses, guess = guesses - 1, True
             hi = min(hi, b - 1, k - 1)
@@ -169,7 +169,7 @@ def search_edge(prober: Prober, start: SearchResult | None = None) -> SearchResu
 def _free_faces(prober: Prober, start: SearchResult) -> np.ndarray:
     """Faces that the start's nearest cube witness does not cross (all faces when there is none)."""
     g = prober.grid
-    cube = [w for w in start.witnesses if w.kind == "cube"]
+    cube = [w for w in start.witnesses if w.kind == WitnessKind.CUBE]
     free = np.ones(2 * g.n, dtype=bool)
     if cube:
         w = cube[-1].point
@@ -201,7 +201,7 @@ def search_fill(prober: Prober, start: SearchResult | None = None) -> SearchResu
     steps = family(best)
     return SearchResult("fill", True, g.box(steps), steps, proof if best > 0 else start.proof,
                         cube_steps=start.cube_steps, cube_upper=start.cube_upper, exact=start.exact,
-                        witnesses=[w for w in start.witnesses if w.kind == "cube"])
+                        witnesses=[w for w in start.witnesses if w.kind == WitnessKind.CUBE])
 
 
 def search_box_topdown(prober: Prober, start: SearchResult | None = None) -> SearchResult:
@@ -225,7 +225,7 @@ def search_box_topdown(prober: Prober, start: SearchResult | None = None) -> Sea
                 break  # the witness is x itself
             face = 2 * i + (1 if w[i] > inst.x[i] else 0)
             steps[face] = min(steps[face], g.include(face, float(w[i]))) - 1
-            last_witness = Witness("cube", w, call=call.index)
+            last_witness = Witness(WitnessKind.CUBE, w, call=call.index)
         else:
             top = steps.max()
             if top == 0:
