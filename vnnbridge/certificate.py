@@ -241,6 +241,18 @@ def _coordinate(i: int, shape: tuple[int, ...]) -> str:
     return f"input[{i}]"
 
 
+def _shape(size: int, *shapes: Any) -> tuple[int, ...]:
+    """The first recorded shape with more than one axis that fits the input (else flat)."""
+    for cand in shapes:
+        try:
+            dims = tuple(int(v) for v in cand or ())
+        except (TypeError, ValueError):
+            continue
+        if len(dims) > 1 and all(d > 0 for d in dims) and int(np.prod(dims)) == size:
+            return dims
+    return (size,)
+
+
 def _decimal_matches_hex(data: dict[str, Any], key: str, what: str, report: CheckReport,
                          shape: tuple[int, ...]) -> None:
     """The readable decimals must be the very doubles of the hex fields (a reader may use either)."""
@@ -283,20 +295,19 @@ def check_certificate(folder: str | Path, oracle: Oracle | None = None, timeout:
     if not net_path.is_file():
         raise CertificateError(f"the certified network {net_path} is missing", path=str(root / CERTIFICATE))
     net = load_network(net_path)
-    shape = tuple(int(v) for v in (data["input"].get("shape") or net_info.get("input_shape") or ()))
-    shape = tuple(v for v in shape) if int(np.prod(shape or (0,))) == x.size else (x.size,)
+    shape = _shape(x.size, data["input"].get("shape"), net_info.get("input_shape"))
     report.add("network sha256", net.sha256 == net_info["sha256"], f"{net_path} changed since certification")
     report.add("status", data.get("status") == "certified", f"status is {data.get('status')!r}")
     _decimal_matches_hex(data, "box", "box", report, shape)
     report.add("input in box", box.contains(x), "the input lies outside the certified box")
     report.add("box in domain", domain.contains_box(box), "the box leaves the domain")
+    steps = _grid_steps(report, x, domain, delta, box, shape)
     report.add("label is the prediction", net.predict(x) == label or margin > 0,
                f"onnxruntime predicts {net.predict(x)} at the input, the certificate says {label}")
     metrics = box_metrics(box, x, domain)
     stored = data.get("metrics", {})
     report.add("metrics", all(stored.get(k) == v for k, v in metrics.items()),
                "the stored metrics do not match the box")
-    steps = _grid_steps(report, x, domain, delta, box, shape)
 
     # The box file: exactly the certified box and the robustness query, hashed as the proof call.
     box_file = root / BOX_FILE
