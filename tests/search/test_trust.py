@@ -224,5 +224,7 @@ def test_marabou_lies_on_fashion_mnist_and_no_certificate_believes_it(shared: Pa
     capsys.readouterr()
     assert main(["check", "forged", "--oracle", "marabou", "--list"]) == 1
     text = capsys.readouterr().out
-    assert "FAIL attack" in text and ("ok   oracle marabou" in text or "FAIL oracle marabou" in text)
+    # Marabou 2.0.0 accepts the forged box (it answers unsat, run on the relative folder's absolute paths);
+    # the attack does not
+    assert "FAIL attack" in text and "ok   oracle marabou" in text
     assert os.path.isdir("forged")

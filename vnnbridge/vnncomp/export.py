@@ -77,7 +77,9 @@ def method_queries(onnx: str | Path, x: np.ndarray, stem: str, method: str, orac
     log.info("%s: %s after %d calls", stem, "certified" if result.certified else "not certified",
              len(prober.calls))
     return [ExportedQuery(f"{stem}_label{instance.label}_q{call.index:03d}", call.vnnlib.read_text(),
-                          note=f"{call.purpose} {call.note}".strip(), verdict=call.verdict.value)
+                          note=f"{call.purpose} {call.note}".strip(),
+                          # a refuted unsat is known to be wrong: the validated counterexample makes it sat
+                          verdict="sat" if call.refuted_by else call.verdict.value)
             for call in prober.calls]
 
 
