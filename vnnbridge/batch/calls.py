@@ -21,7 +21,8 @@ import numpy as np
 
 from vnnbridge.cache import CallCache, file_digest
 from vnnbridge.oracles.base import OracleResult, Query, Verdict
-from vnnbridge.oracles.witness import validated
+from vnnbridge.errors import BogusWitness
+from vnnbridge.oracles.witness import confirm_witness
 
 __all__ = ["CachedOracle", "DEFINITIVE"]
 
@@ -56,7 +57,7 @@ class CachedOracle:
         if record is not None:
             cached = _from_record(record)
             if cached.verdict is Verdict.SAT:
-                cached = validated(cached, query)
+                cached = _rechecked(cached, query)
             if cached.verdict in DEFINITIVE:
                 self.hits += 1
                 return cached
@@ -74,6 +75,17 @@ class CachedOracle:
             finally:
                 os.close(fd)
         return result
+
+
+def _rechecked(result: OracleResult, query: Query) -> OracleResult:
+    """The stored witness, re-run with onnxruntime as stored (no repair): a record that fails is not served."""
+    if result.witness is None:
+        return OracleResult(Verdict.ERROR, result.oracle, reason="cached sat without a witness")
+    try:
+        confirm_witness(query, result.witness, repair=False)
+    except BogusWitness as exc:
+        return OracleResult(Verdict.ERROR, result.oracle, reason=f"cached witness fails: {exc.message}")
+    return result
 
 
 def _to_record(result: OracleResult) -> dict[str, Any]:

@@ -190,10 +190,14 @@ def _culprits(spec: BatchSpec, pending: Sequence[Item]) -> list[Item]:
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
+    # The processes first: shutdown() forgets them, and would then wait for their current inputs.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+    for proc in processes:
         with contextlib.suppress(Exception):
             proc.terminate()
+    for proc in processes:
+        with contextlib.suppress(Exception):
             proc.join(5)
 
 
