@@ -64,3 +64,14 @@ def test_parse_range(text: str | None, expected: range) -> None:
 def test_parse_range_rejects(text: str) -> None:
     with pytest.raises(InputError, match="--index"):
         parse_range(text, 10)
+
+
+def test_item_array_is_what_load_input_reads(shared: Path) -> None:
+    from vnnbridge.batch.sources import item_array
+    from vnnbridge.inputs import load_input
+
+    idx = collect(shared / "data" / "datasets" / "mnist" / "t10k-images-idx3-ubyte.gz")
+    for it in (idx[0], idx[9999], collect(SLICE)[5]):
+        arr = item_array(it)
+        want = load_input(it.path, it.index)
+        assert arr is not None and arr.shape == want.shape and np.array_equal(arr.ravel(), want.x)

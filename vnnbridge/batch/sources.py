@@ -23,7 +23,7 @@ import numpy as np
 
 from vnnbridge.errors import InputError
 
-__all__ = ["INPUT_SUFFIXES", "Item", "collect", "parse_range"]
+__all__ = ["INPUT_SUFFIXES", "Item", "collect", "item_array", "parse_range"]
 
 # Files a folder contributes (the single-input formats of `vnnbridge.inputs.load_input`).
 INPUT_SUFFIXES = (".csv", ".png", ".npy", ".vnnlib", ".vnnlib.gz")
@@ -85,19 +85,57 @@ def _idx_header(path: Path) -> tuple[int, tuple[int, ...]]:
     return head[2], struct.unpack(f">{head[3]}I", raw)
 
 
+def _read_idx(path: Path) -> np.ndarray:
+    """The whole array of an idx file, in its stored type."""
+    code, dims = _idx_header(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as stream:
+            data = stream.read()
+    except (OSError, EOFError) as exc:
+        raise InputError(f"cannot read idx file: {exc}", path=str(path)) from None
+    dtype = np.dtype({0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[code])
+    count = int(np.prod(dims)) if dims else 1
+    body = data[4 + 4 * len(dims):]
+    if len(body) < count * dtype.itemsize:
+        raise InputError(f"idx data is truncated: {len(body)} bytes for shape {dims}", path=str(path))
+    return np.frombuffer(body, dtype=dtype, count=count).reshape(dims)
+
+
 def _idx_labels(path: Path, count: int) -> np.ndarray | None:
     """The integer labels of an idx labels file (1-D, one per item), or None when it does not fit."""
     code, dims = _idx_header(path)
     if len(dims) != 1 or dims[0] != count or code not in (0x08, 0x09, 0x0B, 0x0C):
         return None
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as stream:
-        data = stream.read()
-    dtype = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4"}[code]
-    body = data[8:]
-    if len(body) < count * np.dtype(dtype).itemsize:
+    try:
+        return _read_idx(path).astype(np.int64)
+    except InputError:
         return None
-    return np.frombuffer(body, dtype=dtype, count=count).astype(np.int64)
+
+
+_STACKS: dict[tuple[str, int, int], np.ndarray] = {}
+
+
+def item_array(item: Item) -> np.ndarray | None:
+    """The input of an item of an idx or npy collection, as `vnnbridge.inputs.load_input` gives it
+    (float64, ubyte idx scaled by /255), with the whole collection decoded once per process; None
+    for an item that is a file of its own.
+    """
+    if item.index is None:
+        return None
+    path = Path(item.path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    stack = _STACKS.get(key)
+    if stack is None:
+        _STACKS.clear()  # one collection per batch: keep one in memory
+        if path.name.lower().endswith(".npy"):
+            stack = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            stack = _read_idx(path)
+        _STACKS[key] = stack
+    arr = np.asarray(stack[item.index], dtype=np.float64)
+    return arr / 255.0 if stack.dtype == np.dtype(">u1") and not path.name.lower().endswith(".npy") else arr
 
 
 def _idx_items(path: Path) -> list[Item]:

@@ -28,6 +28,7 @@ __all__ = ["BatchSpec", "certify_item", "failed_row", "init_worker", "supports_c
 
 CALLS = "calls"  # the call cache folder inside the batch folder
 CALL_LOG = "calls.log"  # every answer an oracle gave, one line each
+INPUT_FILE = "input.npy"  # an item of a collection, as certified
 RUNNING = ".running"  # per worker process: the item it is on (names the culprit when a process dies)
 
 
@@ -81,11 +82,36 @@ def failed_row(item: Item, error: str, seconds: float = 0.0, oracle: str = "") -
             "status": "failed", "seconds": round(seconds, 3), "oracle": oracle, "error": " ".join(error.split())}
 
 
+def _input_file(spec: BatchSpec, item: Item) -> tuple[str, int | None]:
+    """Where the job reads its input: an item of a collection is written to ``OUT/<id>/input.npy``.
+
+    Decoding a collection once per worker instead of once per item (gunzip of the MNIST test
+    set: about 0.15 s, a fifth of a certification) is the point; the certificate folder then
+    also holds exactly the input it certifies.
+    """
+    import io
+
+    import numpy as np
+
+    from vnnbridge.batch.sources import item_array
+    from vnnbridge.cache import atomic_write
+
+    arr = item_array(item)
+    if arr is None:
+        return item.path, None
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    target = Path(spec.out) / item.id / INPUT_FILE
+    atomic_write(target, buf.getvalue())
+    return str(target), None
+
+
 def _job(spec: BatchSpec, item: Item) -> Any:
     from vnnbridge.job import CertifyJob
 
     extra = {"confirm": spec.confirm} if spec.confirm is not None and supports_confirm() else {}
-    return CertifyJob(onnx=spec.onnx, input=item.path, index=item.index, method=spec.method, dual=spec.dual,
+    path, index = _input_file(spec, item)
+    return CertifyJob(onnx=spec.onnx, input=path, index=index, method=spec.method, dual=spec.dual,
                       oracle=spec.oracle, delta=spec.delta, timeout=spec.timeout,
                       out=str(Path(spec.out) / item.id), jobs=1, margin=spec.margin, mean=spec.mean, std=spec.std,
                       order=spec.order, step=spec.step, max_calls=spec.max_calls, **extra)
