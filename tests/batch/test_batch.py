@@ -5,6 +5,7 @@ Every run must give the same table (all columns but the seconds) as the serial r
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -185,5 +186,39 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_work(serial: Path, tmp_path: Pa
     kept = table(out)
     assert 2 <= len(kept) <= 8 and all(r in table(serial) for r in kept)
     run = subprocess.run(cmd, env=batch_env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert table(out) == table(serial)
+
+
+def test_a_worker_that_dies_fails_its_input_only(serial: Path, tmp_path: Path, batch_env: dict[str, str]) -> None:
+    import psutil
+
+    out = tmp_path / "b"
+    cmd = [*VNNBRIDGE, "certify-batch", *ARGS, "--out", str(out), "--jobs", "2"]
+    proc = subprocess.Popen(cmd, env=batch_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    running = out / ".running"
+    victim = None
+    deadline = time.monotonic() + 120
+    while victim is None and proc.poll() is None and time.monotonic() < deadline:
+        # A worker that is certifying an input (its marker names it): kill it as a crash would.
+        for marker in running.glob("*") if running.is_dir() else []:
+            with contextlib.suppress(OSError, ValueError, psutil.Error):
+                item = marker.read_text().strip()
+                if item:
+                    os.kill(int(marker.name), signal.SIGKILL)
+                    victim = item
+                    break
+        time.sleep(0.01)
+    stdout, stderr = proc.communicate(timeout=300)
+    if victim is None:
+        pytest.skip("no worker was caught certifying")
+    assert proc.returncode == 1, stderr
+    rows = {r["id"]: r for r in table(out)}
+    assert len(rows) == 8
+    failed = [r for r in rows.values() if r["status"] == "failed"]
+    assert [r["id"] for r in failed] == [victim] and "worker process died" in failed[0]["error"]
+    assert [r for r in table(serial) if r["id"] != victim] == [r for r in table(out) if r["id"] != victim]
+    # --retry-failed runs it again and the table is the serial one.
+    run = subprocess.run([*cmd, "--retry-failed"], env=batch_env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert table(out) == table(serial)

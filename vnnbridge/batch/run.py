@@ -153,9 +153,12 @@ def _local(spec: BatchSpec, items: Sequence[Item], jobs: int) -> Results:
     # spawn: a fresh interpreter per worker (forking a process with onnxruntime threads is unsafe).
     context = multiprocessing.get_context("spawn")
     pending = list(items)
+    blind = 0  # pool breaks in a row that named no culprit
     while pending:
         pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=init_worker, initargs=(os.getpid(),))
         futures: dict[Future[dict[str, object]], Item] = {pool.submit(certify_item, spec, it): it for it in pending}
+        processes = getattr(pool, "_processes", None) or {}  # pid -> Process; filled as workers start
+        finished: set[str] = set()
         broken = False
         try:
             remaining = set(futures)
@@ -167,26 +170,38 @@ def _local(spec: BatchSpec, items: Sequence[Item], jobs: int) -> Results:
                     except BrokenProcessPool:
                         broken = True
                         continue
-                    pending.remove(futures[fut])
+                    finished.add(futures[fut].id)
                     yield futures[fut], row
         finally:
+            dead = dict(processes)
             _stop(pool)
+        pending = [it for it in pending if it.id not in finished]
         if broken:
-            # A worker process died (a crash in native code): its input becomes a failed row, the rest run again.
-            for item in _culprits(spec, pending):
-                pending.remove(item)
+            # A worker died (a crash in native code, a kill): the input it was on becomes a failed row;
+            # the others, including those of workers stopped because the pool broke, run again.
+            culprits = _culprits(spec, pending, dead)
+            blind = 0 if culprits else blind + 1
+            if blind >= 3:  # never loop forever on a crash that leaves no trace
+                culprits, blind = pending[:1], 0
+            for item in culprits:
                 yield item, failed_row(item, "the worker process died while certifying this input", 0.0, spec.oracle)
+            named = {it.id for it in culprits}
+            pending = [it for it in pending if it.id not in named]
 
 
-def _culprits(spec: BatchSpec, pending: Sequence[Item]) -> list[Item]:
+def _culprits(spec: BatchSpec, pending: Sequence[Item], processes: dict[int, Any]) -> list[Item]:
+    """The items that workers which died by themselves (not stopped by us with SIGTERM) were on."""
+    import signal
+
     folder = Path(spec.out) / RUNNING
     names = set()
-    for marker in folder.glob("*") if folder.is_dir() else []:
-        with contextlib.suppress(OSError):
-            names.add(marker.read_text().strip())
+    for pid, proc in processes.items():
+        marker = folder / str(pid)
+        if proc.exitcode not in (None, 0, -signal.SIGTERM):
+            with contextlib.suppress(OSError):
+                names.add(marker.read_text().strip())
         marker.unlink(missing_ok=True)
-    found = [it for it in pending if it.id in names]
-    return found or list(pending[:1])  # never loop forever on a crash that left no marker
+    return [it for it in pending if it.id in names]
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
@@ -240,15 +255,16 @@ class _Progress:
                             disable=None, smoothing=0.1)
             self._postfix()
 
-    def _postfix(self) -> None:
+    def _postfix(self, refresh: bool = True) -> None:
         if self.bar is not None:
             c = self.counts
-            self.bar.set_postfix_str(f"certified {c['certified']}, not {c['not certified']}, failed {c['failed']}")
+            self.bar.set_postfix_str(f"certified {c['certified']}, not {c['not certified']}, failed {c['failed']}",
+                                     refresh=refresh)
 
     def update(self) -> None:
         if self.bar is not None:
+            self._postfix(refresh=False)
             self.bar.update(1)
-            self._postfix()
 
     def close(self) -> None:
         if self.bar is not None:
