@@ -222,3 +222,13 @@ def test_a_worker_that_dies_fails_its_input_only(serial: Path, tmp_path: Path, b
     run = subprocess.run([*cmd, "--retry-failed"], env=batch_env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert table(out) == table(serial)
+
+
+def test_a_bad_network_is_one_error_not_a_row_per_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "net.onnx"
+    bad.write_bytes(b"not a model")
+    assert main(["certify-batch", "--onnx", str(bad), "--input", str(SLICE), "--out", str(tmp_path / "b")]) == 2
+    assert "net.onnx: cannot read ONNX model" in capsys.readouterr().err
+    assert main(["certify-batch", "--onnx", str(tmp_path / "missing.onnx"), "--input", str(SLICE),
+                 "--out", str(tmp_path / "b")]) == 2
+    assert not (tmp_path / "b" / "results.csv").exists()

@@ -257,9 +257,8 @@ class _Progress:
 
     def _postfix(self, refresh: bool = True) -> None:
         if self.bar is not None:
-            c = self.counts
-            self.bar.set_postfix_str(f"certified {c['certified']}, not {c['not certified']}, failed {c['failed']}",
-                                     refresh=refresh)
+            text = ", ".join(f"{k} {v}" for k, v in self.counts.items())
+            self.bar.set_postfix_str(text.replace("not certified", "not"), refresh=refresh)
 
     def update(self) -> None:
         if self.bar is not None:
@@ -272,11 +271,10 @@ class _Progress:
 
 
 def _count(rows: Sequence[dict[str, str]]) -> dict[str, int]:
-    counts = {"certified": 0, "not certified": 0, "failed": 0}
+    counts = {"certified": 0, "not certified": 0, "failed": 0}  # and any other status a certificate states
     for r in rows:
-        status = r.get("status", "")
-        key = "failed" if status == "failed" else ("not certified" if status == "not certified" else "certified")
-        counts[key] += 1
+        status = r.get("status", "") or "?"
+        counts[status] = counts.get(status, 0) + 1
     return counts
 
 
@@ -287,6 +285,12 @@ def run_batch(spec: BatchSpec, jobs: int = 1, scheduler: str | None = None, prog
         raise InputError(f"--jobs must be at least 1, got {jobs}")
     if spec.confirm is not None and not supports_confirm():
         raise InputError("--confirm needs a vnnbridge whose certify has --confirm")
+    # Absolute paths: workers of a cluster do not share the driver's working directory.
+    spec = dataclasses.replace(spec, onnx=str(Path(spec.onnx).absolute()), input=str(Path(spec.input).absolute()),
+                               out=str(Path(spec.out).absolute()))
+    from vnnbridge.network import load_network
+
+    load_network(spec.onnx)  # one clear error now rather than one failed row per input
     items = plan(spec)
     out = Path(spec.out)
     with _locked(out):
@@ -315,7 +319,7 @@ def run_batch(spec: BatchSpec, jobs: int = 1, scheduler: str | None = None, prog
                 rows.append(text_row)
                 report.ran += 1
                 for key, value in _count([text_row]).items():
-                    counts[key] += value
+                    counts[key] = counts.get(key, 0) + value
                 bar.update()
                 if on_row is not None:
                     on_row(row)
