@@ -49,10 +49,30 @@ def _table(out: Path) -> list[dict[str, str]]:
         return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(stream)]
 
 
-def _run(cmd: list[str], env: dict[str, str]) -> float:
+CPU: dict[str, float] = {}  # CPU seconds of the last run per mode: driver, its workers, and Dask workers
+
+
+def _cpu(processes: list[object]) -> float:
+    """CPU seconds of finished children (and grandchildren) plus those of the given live processes."""
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = used.ru_utime + used.ru_stime
+    for proc in processes:
+        try:
+            times = proc.cpu_times()  # type: ignore[attr-defined]
+            total += times.user + times.system
+        except Exception:
+            pass
+    return total
+
+
+def _run(cmd: list[str], env: dict[str, str], mode: str = "", live: list[object] | None = None) -> float:
+    cpu0 = _cpu(live or [])
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    CPU[mode] = _cpu(live or []) - cpu0
     if proc.returncode not in (0, 1):
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     return seconds
@@ -127,10 +147,10 @@ def main() -> int:
 
     results: dict[str, float] = {}
     tables: dict[str, list[dict[str, str]]] = {}
-    results["serial"] = _run(_command(args, work / "serial"), env)
+    results["serial"] = _run(_command(args, work / "serial"), env, "serial")
     tables["serial"] = _table(work / "serial")
     name = f"--jobs {args.jobs}"
-    results[name] = _run(_command(args, work / "jobs", "--jobs", str(args.jobs)), env)
+    results[name] = _run(_command(args, work / "jobs", "--jobs", str(args.jobs)), env, name)
     tables[name] = _table(work / "jobs")
     if not args.skip_dask:
         from distributed import LocalCluster
@@ -138,15 +158,22 @@ def main() -> int:
         os.environ["VNNBRIDGE_CACHE"] = env["VNNBRIDGE_CACHE"]  # the cluster's workers inherit it
         with LocalCluster(n_workers=args.jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address=None) as cluster:
+            import psutil
+
             dname = f"Dask ({args.jobs} workers)"
-            results[dname] = _run(_command(args, work / "dask", "--scheduler", cluster.scheduler_address), env)
+            workers = psutil.Process().children(recursive=True)
+            results[dname] = _run(_command(args, work / "dask", "--scheduler", cluster.scheduler_address), env,
+                                  dname, workers)
             tables[dname] = _table(work / "dask")
 
     base = results["serial"]
-    print(f"\n{'mode':<22}{'wall s':>9}{'inputs/s':>10}{'ratio':>8}  table = serial")
+    print(f"\n{'mode':<22}{'wall s':>9}{'inputs/s':>10}{'ratio':>8}{'CPU s':>8}{'CPU s/input':>12}  table = serial")
     for mode, seconds in results.items():
         same = tables[mode] == tables["serial"]
-        print(f"{mode:<22}{seconds:>9.1f}{args.count / seconds:>10.2f}{base / seconds:>8.2f}  {'yes' if same else 'NO'}")
+        print(f"{mode:<22}{seconds:>9.1f}{args.count / seconds:>10.2f}{base / seconds:>8.2f}{CPU[mode]:>8.1f}"
+              f"{CPU[mode] / args.count:>12.3f}  {'yes' if same else 'NO'}")
+    print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work on the machine slows "
+          "every mode; CPU s counts only this benchmark's processes)")
 
     rows = tables["serial"]
     certified = sum(r["status"] == "certified" for r in rows)
@@ -162,8 +189,11 @@ def main() -> int:
     print(f"check on every certificate of the {name} run: {len(tables[name]) - len(bad)}/{len(tables[name])} "
           f"valid ({time.perf_counter() - start:.1f} s){'; failing: ' + ', '.join(bad) if bad else ''}")
     per_image = results[name] / args.count
-    print(f"{name}: {per_image:.2f} s per image here -> all 10,000 test images in about "
+    print(f"{name}: {per_image:.2f} s wall per image here -> all 10,000 test images in about "
           f"{10_000 * per_image / 3600:.2f} h (goal <= 1 h; an extrapolation, not a run)")
+    cpu_image = CPU[name] / args.count
+    print(f"{name}: {cpu_image:.3f} CPU s per image -> on {args.jobs} otherwise idle cores about "
+          f"{10_000 * cpu_image / args.jobs / 3600:.2f} h for 10,000 images (an extrapolation, not a run)")
 
     if not args.skip_kill:
         kill = _kill_test(args, work, env, base, rng)
