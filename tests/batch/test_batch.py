@@ -232,3 +232,18 @@ def test_a_bad_network_is_one_error_not_a_row_per_input(tmp_path: Path, capsys: 
     assert main(["certify-batch", "--onnx", str(tmp_path / "missing.onnx"), "--input", str(SLICE),
                  "--out", str(tmp_path / "b")]) == 2
     assert not (tmp_path / "b" / "results.csv").exists()
+
+
+def test_a_torn_last_line_is_an_unfinished_input(serial: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from vnnbridge.batch.table import read_rows
+
+    out = tmp_path / "b"
+    shutil.copytree(serial, out)
+    text = (out / "results.csv").read_text()
+    (out / "results.csv").write_text(text[:-25])  # a kill in the middle of the last row
+    assert [r["id"] for r in read_rows(out / "results.csv")] == [f"{k:02d}" for k in range(4, 11)]
+    assert (out / "results.csv").read_text() == text[:-25]  # readers leave the file alone
+    assert main(["certify-batch", *ARGS, "--out", str(out)]) == 0
+    assert table(out) == table(serial)

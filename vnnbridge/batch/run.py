@@ -283,6 +283,8 @@ def run_batch(spec: BatchSpec, jobs: int = 1, scheduler: str | None = None, prog
     """Certify every item of ``spec`` not finished yet; return the whole table and what this run did."""
     if jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {jobs}")
+    if scheduler and jobs > 1:
+        raise InputError("--jobs and --scheduler exclude each other (the cluster's workers do the work)")
     if spec.confirm is not None and not supports_confirm():
         raise InputError("--confirm needs a vnnbridge whose certify has --confirm")
     # Absolute paths: workers of a cluster do not share the driver's working directory.
@@ -297,7 +299,7 @@ def run_batch(spec: BatchSpec, jobs: int = 1, scheduler: str | None = None, prog
         _check_folder(spec, items)
         path = out / RESULTS
         order = {it.id: k for k, it in enumerate(items)}
-        rows = [r for r in read_rows(path) if r["id"] in order]
+        rows = [r for r in read_rows(path, repair=True) if r["id"] in order]
         if retry_failed and any(r["status"] == "failed" for r in rows):
             rows = [r for r in rows if r["status"] != "failed"]
             write_rows(path, rows)

@@ -25,16 +25,19 @@ FIELDS = ["id", "source", "index", "label", "true_label", "status", "apothem", "
           "max_edge", "calls", "refuted", "seconds", "oracle", "error"]
 
 
-def read_rows(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """The complete rows of a results file (a torn last line, from a kill, is cut off the file)."""
+def read_rows(path: str | os.PathLike[str], repair: bool = False) -> list[dict[str, str]]:
+    """The complete rows of a results file; a torn last line (from a kill) is left out, and with
+    ``repair`` (the driver, holding the batch lock) also cut off the file.
+    """
     p = Path(path)
     if not p.is_file():
         return []
     data = p.read_bytes()
     if data and not data.endswith(b"\n"):
         cut = data.rfind(b"\n") + 1
-        with p.open("r+b") as stream:
-            stream.truncate(cut)
+        if repair:
+            with p.open("r+b") as stream:
+                stream.truncate(cut)
         data = data[:cut]
     reader = csv.DictReader(io.StringIO(data.decode()))
     return [row for row in reader if None not in row and all(v is not None for v in row.values())
