@@ -247,3 +247,14 @@ def test_a_torn_last_line_is_an_unfinished_input(serial: Path, tmp_path: Path) -
     assert (out / "results.csv").read_text() == text[:-25]  # readers leave the file alone
     assert main(["certify-batch", *ARGS, "--out", str(out)]) == 0
     assert table(out) == table(serial)
+
+
+def test_a_crashing_oracle_certifies_nothing_and_the_batch_goes_on(tmp_path: Path) -> None:
+    crash = Path(__file__).resolve().parents[1] / "data" / "fake_tools" / "crash"  # kills itself with SIGSEGV
+    out = tmp_path / "b"
+    assert main(["certify-batch", "--onnx", str(NET), "--input", str(SLICE), "--index", "4:6", "--out", str(out),
+                 "--dual", "none", "--oracle", f"vnncomp:{crash}", "-q"]) == 0
+    rows = table(out)
+    assert [r["status"] for r in rows] == ["not certified", "not certified"]
+    assert all(int(r["calls"]) > 0 and r["apothem"] == "" for r in rows)
+    assert not list((out / "calls").rglob("*.json"))  # errors are never cached as answers
