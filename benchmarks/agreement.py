@@ -39,7 +39,7 @@ import numpy as np
 
 from vnnbridge.errors import VnnbridgeError
 from vnnbridge.inputs import load_input
-from vnnbridge.oracles.base import Query, Verdict
+from vnnbridge.oracles.base import Query
 from vnnbridge.oracles.registry import make_oracle
 from vnnbridge.search.base import Grid, Instance, SearchOptions
 from vnnbridge.search.compose import certify

@@ -75,7 +75,8 @@ def _run_one(dataset: str, image: Path, method: str, dual: str | None, oracle_na
     m = box_metrics(result.box, instance.x, instance.domain)
     return {
         "dataset": dataset, "image": image.stem, "true_class": true_class, "label": instance.label,
-        "method": method, "dual": dual or "", "oracle": oracle_name, "certified": int(result.certified),
+        # a trivial result (apothem 0: only x itself) is never counted as certified
+        "method": method, "dual": dual or "", "oracle": oracle_name, "certified": int(result.status == "certified"),
         "apothem": m["apothem"] if result.certified else 0.0,
         "apothem_steps": "" if result.cube_steps is None else result.cube_steps, "exact": int(result.exact),
         "min_edge": m["min_edge"], "avg_edge": m["avg_edge"], "max_edge": m["max_edge"],

@@ -14,7 +14,7 @@ from vnnbridge.certificate import check_certificate, read_certificate, write_cer
 from vnnbridge.cli import main
 from vnnbridge.job import CertifyJob, run_job
 from vnnbridge.oracles.base import OracleResult, Query, Verdict
-from vnnbridge.oracles.registry import Validating, is_available, make_oracle
+from vnnbridge.oracles.registry import Validating, is_available
 from vnnbridge.search.base import Instance, SearchOptions
 from vnnbridge.search.compose import certify
 
