@@ -115,7 +115,7 @@ def _summary(path: Path) -> str:
     with path.open() as stream:
         rows = list(csv.DictReader(stream))
     truth = {(r["dataset"], r["image"]): r for r in rows if r["config"] == "truth"}
-    lines = [f"{'data set':<8}{'config':<12}{'n':>4}{'claimed':>8}{'trivial':>8}{'refuted':>8}{'undec':>6}"
+    lines = [f"{'data set':<9}{'config':<12}{'n':>4}{'claimed':>8}{'trivial':>8}{'refuted':>8}{'undec':>6}"
              f"{'max cex margin':>15}{'radius':>8}{'true r*':>8}{'>r*':>5}{'=r*':>5}{'<r*':>5}"
              f"{'refuted ans':>12}{'secs':>8}{'trust%':>8}"]
     for dataset in DATASETS:
@@ -136,7 +136,7 @@ def _summary(path: Path) -> str:
             secs = sum(float(r["seconds"]) for r in rs)
             trust = sum(float(r["trust_seconds"] or 0) for r in rs)
             lines.append(
-                f"{dataset:<8}{config:<12}{len(rs):>4}{len(claimed):>8}"
+                f"{dataset:<9}{config:<12}{len(rs):>4}{len(claimed):>8}"
                 f"{sum(r['status'] == 'trivial' for r in rs):>8}{len(refuted):>8}{len(undecided):>6}"
                 f"{(max(margins) if margins else 0.0):>15.4g}"
                 f"{np.mean([float(r['radius']) for r in claimed]) if claimed else float('nan'):>8.4f}"
