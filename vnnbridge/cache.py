@@ -48,13 +48,33 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return digest
 
 
+def _umask() -> int:
+    """The process umask. Linux shows it in /proc; elsewhere os.umask can only read it by setting it
+    (and at once back), which races with other threads creating files, hence the /proc path first."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` through a temp file and a rename, so readers never see half a file."""
+    """Write ``data`` to ``path`` through a temp file and a rename, so readers never see half a file.
+
+    The file gets the mode a plain ``open(path, "w")`` would give (0666 less the umask), not
+    mkstemp's private 0600: certificates, benchmarks and result files are meant to be shared.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as stream:
             stream.write(payload)
         os.replace(tmp, target)

@@ -5,6 +5,7 @@
     │   ├── SpecError                   exit 2  a VNN-LIB file that is malformed or inconsistent
     │   │   └── SpecSyntaxError         exit 2  the text does not follow the grammar
     │   ├── ModelError                  exit 2  an ONNX model that cannot be read or is unsupported
+    │   ├── UnknownOracle               exit 2  an oracle name no registry knows
     │   └── CertificateError            exit 2  a certificate folder that cannot be read
     ├── OracleUnavailable               exit 3  an oracle that cannot run on this machine
     ├── OracleProtocolError             exit 1  a tool said something its verdict table does not know
@@ -24,6 +25,7 @@ __all__ = [
     "OracleUnavailable",
     "SpecError",
     "SpecSyntaxError",
+    "UnknownOracle",
     "VnnbridgeError",
 ]
 
@@ -65,6 +67,10 @@ class SpecSyntaxError(SpecError):
 
 class ModelError(InputError):
     """An ONNX model that cannot be read, or that uses an operator an oracle does not support."""
+
+
+class UnknownOracle(InputError):
+    """An oracle name that is neither built in nor registered (a typo, not a missing install)."""
 
 
 class CertificateError(InputError):

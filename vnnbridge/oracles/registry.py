@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from vnnbridge.errors import OracleUnavailable, VnnbridgeError
+from vnnbridge.errors import OracleUnavailable, UnknownOracle, VnnbridgeError
 from vnnbridge.oracles.base import Oracle, OracleResult, Query
 from vnnbridge.oracles.witness import validated
 
@@ -55,7 +55,7 @@ def oracle_class(kind: str) -> type:
         eps = entry_points(group="vnnbridge.oracles", name=kind)
         target = next((ep.value for ep in eps), None)
     if target is None:
-        raise OracleUnavailable(f"no oracle {kind!r}; built in: {', '.join(sorted(BUILTIN))}")
+        raise UnknownOracle(f"no oracle {kind!r}; known: {', '.join(oracle_kinds())} (see `vnnbridge oracles`)")
     module, _, attr = target.partition(":")
     try:
         return getattr(importlib.import_module(module), attr)
