@@ -7,7 +7,9 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "cache_dir", "file_digest", "sha256_bytes", "sha256_file"]
+from vnnbridge.errors import InputError
+
+__all__ = ["atomic_write", "cache_dir", "check_writable_folder", "file_digest", "sha256_bytes", "sha256_file"]
 
 
 def cache_dir(kind: str = "") -> Path:
@@ -82,3 +84,24 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def check_writable_folder(out: str | os.PathLike[str], option: str) -> None:
+    """Raise `InputError` unless folder ``out`` exists writable or can be made (creates nothing).
+
+    Commands check their output folder (``option`` names it in the message) before any
+    long work, so that minutes of search are never lost to a bad path.
+    """
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{option}: this is a file; a folder is needed here", path=str(target))
+    parent = target
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{option}: {parent} is a file, so no folder can be made inside it", path=str(target))
+    try:  # a real try, not os.access: root passes access() in read-only places such as /proc
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".vnnbridge-probe-"))
+    except OSError as exc:
+        where = "" if parent == target else f" in {parent}"
+        raise InputError(f"{option}: cannot write here{where}: {exc.strerror or exc}", path=str(target)) from None

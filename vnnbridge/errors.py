@@ -16,6 +16,8 @@ Located errors (`SpecError` and friends) render as one line ``FILE:LINE:COL: mes
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = [
     "BogusWitness",
     "CertificateError",
@@ -27,6 +29,7 @@ __all__ = [
     "SpecSyntaxError",
     "UnknownOracle",
     "VnnbridgeError",
+    "require_file",
 ]
 
 
@@ -89,3 +92,17 @@ class OracleProtocolError(VnnbridgeError):
 
 class BogusWitness(VnnbridgeError):
     """A `sat` witness that, re-run with onnxruntime, does not violate the property."""
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    """``path`` as a Path when it is a file; else the `InputError` that says what it is instead.
+
+    ``what`` names the expected kind of file ("ONNX file", "input file").
+    """
+    p = Path(path)
+    if p.is_dir():
+        article = "an" if what[:1].lower() in "aeiou" else "a"
+        raise InputError(f"this is a folder, not {article} {what}", path=str(p))
+    if not p.is_file():
+        raise InputError(f"no such {what}", path=str(p))
+    return p

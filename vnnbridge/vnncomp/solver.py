@@ -103,10 +103,9 @@ def _network_arguments(pairs: Sequence[str]) -> dict[str, str]:
 def _onnx_element_type(path: str) -> str:
     import onnx
 
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as exc:  # onnx raises several unrelated types for a bad file
-        raise ModelError(f"cannot read ONNX model: {exc}", path=path) from None
+    from vnnbridge.network import load_onnx
+
+    model = load_onnx(path, external_data=False)
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1 or len(model.graph.output) != 1:

@@ -460,12 +460,9 @@ _ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: 
 
 def _onnx_tensors(onnx_path: str | Path) -> tuple[tuple[str, tuple[int, ...], str], tuple[str, tuple[int, ...], str]]:
     """(name, shape, dtype) of the one graph input and the one graph output of a model."""
-    import onnx
+    from vnnbridge.network import load_onnx
 
-    try:
-        model = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as exc:  # onnx raises several unrelated types for unreadable files
-        raise ModelError(f"cannot read the ONNX model: {exc}", path=str(onnx_path)) from None
+    model = load_onnx(onnx_path, external_data=False)
     inits = {i.name for i in model.graph.initializer}
     found = []
     for kind, values in (("input", [v for v in model.graph.input if v.name not in inits]),
