@@ -23,7 +23,7 @@ from lark.exceptions import UnexpectedInput
 from vnnbridge.errors import ModelError, SpecError
 from vnnbridge.vnnlib.dnf import INPUT, OUTPUT, Conjunction, Linear, SpecBuilder, compare, conjoin, disjoin
 from vnnbridge.vnnlib.model import Polytope, Spec
-from vnnbridge.vnnlib.parser import grammar_text, read_text, syntax_error
+from vnnbridge.vnnlib.text import grammar_text, read_text, syntax_error
 from vnnbridge.vnnlib.writer import format_number
 
 __all__ = [
