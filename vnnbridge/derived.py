@@ -394,10 +394,10 @@ def _fold_constants(model: Any) -> int:
 
     inferred = onnx.shape_inference.infer_shapes(model)
     shapes: dict[str, list[int]] = {}
-    for value in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
-        dims = value.type.tensor_type.shape.dim
+    for info in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
+        dims = info.type.tensor_type.shape.dim
         if dims and all(d.HasField("dim_value") for d in dims):
-            shapes[value.name] = [d.dim_value for d in dims]
+            shapes[info.name] = [d.dim_value for d in dims]
     known: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     folded = []
     for node in model.graph.node:
@@ -408,7 +408,7 @@ def _fold_constants(model: Any) -> int:
             sub = helper.make_graph([node], "fold", [], [helper.make_tensor_value_info(o, 0, None) for o in node.output],
                                     [numpy_helper.from_array(known[n], n) for n in node.input if n])
             sub_model = helper.make_model(sub, opset_imports=model.opset_import)
-            value = list(ReferenceEvaluator(sub_model).run(None, {}))
+            value = [np.asarray(v) for v in ReferenceEvaluator(sub_model).run(None, {})]
         if value is None:
             continue
         for name, array in zip(node.output, value):

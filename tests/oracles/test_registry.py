@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import vnnbridge.oracles.registry as registry
-from vnnbridge.errors import OracleUnavailable, UnknownOracle
+from vnnbridge.errors import UnknownOracle
 from vnnbridge.oracles.base import Oracle
 from vnnbridge.oracles.fake import FakeOracle
 from vnnbridge.oracles.registry import Validating, describe_oracles, is_available, make_oracle, oracle_kinds

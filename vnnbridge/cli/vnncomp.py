@@ -47,21 +47,22 @@ def _run(args: argparse.Namespace) -> int:
     from vnnbridge.errors import VnnbridgeError
     from vnnbridge.oracles.base import Verdict
     from vnnbridge.vnncomp.config import load_choice
-    from vnnbridge.vnncomp.run import Answer, Instance, answer_instance, write_answer
+    from vnnbridge.vnncomp.run import HarnessAnswer, HarnessInstance, answer_instance, write_answer
 
     try:
         try:
-            instance = Instance(args.category, args.onnx, args.vnnlib, args.results, _timeout(args.timeout))
+            instance = HarnessInstance(args.category, args.onnx, args.vnnlib, args.results,
+                                       _timeout(args.timeout))
         except InputError as exc:
             # A bad TIMEOUT still owes the harness a result file (the docs promise one, always).
-            write_answer(args.results, Answer(Verdict.ERROR, reason=exc.located()))
+            write_answer(args.results, HarnessAnswer(Verdict.ERROR, reason=exc.located()))
             print(f"vnnbridge: {exc.located()}", file=sys.stderr)
             return 0
         try:
             choice = load_choice(args.config)
         except VnnbridgeError as exc:
             # A broken config still owes the harness a result file.
-            write_answer(args.results, Answer(Verdict.ERROR, reason=exc.located()))
+            write_answer(args.results, HarnessAnswer(Verdict.ERROR, reason=exc.located()))
             raise
         answer_instance(instance, choice, started=args.started)
     except OSError as exc:
@@ -112,7 +113,7 @@ def _export(args: argparse.Namespace) -> int:
     parts += ["--radii", *map(repr, args.radii)] if args.radii else [
         "--method", args.method, "--oracle", args.oracle, "--call-timeout", repr(args.call_timeout)]
     if args.mean is not None:
-        parts += ["--mean", *map(repr, args.mean), "--std", *map(repr, args.std)]
+        parts += ["--mean", *map(repr, args.mean), "--std", *map(repr, args.std or [])]
     parts += ["--timeout", repr(args.timeout), "--out", str(args.out)]
     name = f"{Path(args.onnx).stem}_normalized.onnx" if args.mean is not None else None
     export = export_queries(onnx, queries, args.out, args.timeout, description, command=shlex.join(parts),

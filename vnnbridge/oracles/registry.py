@@ -13,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, cast
 
 from vnnbridge.errors import OracleUnavailable, UnknownOracle, VnnbridgeError
 from vnnbridge.oracles.base import Oracle, OracleResult, Query
@@ -96,7 +96,7 @@ def make_oracle(spec: str, **options: Any) -> Oracle:
                                     f"or set VNNBRIDGE_{kind.upper()}")
     cls = oracle_class(kind)
     inner = cls(arg, **options) if arg else cls(**options)
-    return Validating(inner)
+    return cast(Oracle, Validating(inner))  # Oracle's name is a plain attribute, Validating's a property
 
 
 def oracle_kinds() -> list[str]:

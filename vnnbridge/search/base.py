@@ -151,7 +151,7 @@ class Grid:
             self.reach[2 * i + 1] = self._steps_to(i, UPPER, self.hi[i])
 
     def _raw(self, i: int, side: int, k: int) -> float:
-        if self.den is not None:
+        if self.den is not None and self.j is not None:
             j = int(self.j[i]) + (k if side == UPPER else -k)
             return j / self.den
         return float(self.x[i] + k * self.delta) if side == UPPER else float(self.x[i] - k * self.delta)

@@ -27,7 +27,7 @@ from lark.lexer import PatternRE, TerminalDef
 from vnnbridge.errors import SpecError
 from vnnbridge.vnnlib.dnf import Conjunction, Linear, compare, conjoin, disjoin
 from vnnbridge.vnnlib.model import Spec
-from vnnbridge.vnnlib.state import (DECL_SPLIT, INFS, NUMBER, OPND, Cursor, NotAShape, ParseState, located,
+from vnnbridge.vnnlib.state import (DECL_SPLIT, INFS, NUMBER, OPND, Cursor, NotAShape, ParseState, located, pos,
                                     where_in)
 from vnnbridge.vnnlib.text import SHAPE_TERMINALS, grammar_text, is_vnnlib2, read_text, syntax_error
 
@@ -61,7 +61,8 @@ class _ToSpec(Transformer):
     def _general(self, tok: Token, start: str) -> Any:
         """Parse a shape token again with the general rules (exact results and messages)."""
         # Padding puts the token at its own line and column, so positions come out right.
-        text = "\n" * (tok.line - 1) + " " * (tok.column - 1) + tok
+        line, column = pos(tok)
+        text = "\n" * (line - 1) + " " * (column - 1) + tok
         try:
             return _general_parser().parse(text, start=start)
         except UnexpectedInput as exc:
@@ -95,12 +96,12 @@ class _ToSpec(Transformer):
         for n, m in enumerate(_CMP.finditer(tok, *where)):
             if n == k:
                 return where_in(tok, m.start())
-        return (tok.line, tok.column)
+        return pos(tok)
 
     def _where(self, tok: Token, where: tuple[int, int], k: int, op: str) -> tuple[int, int]:
         """Where comparison ``k`` is, when a strict operator needs its (first) warning."""
         if len(op) == 2 or self.state.strict:
-            return (tok.line, tok.column)  # not reported: a warning is given once per file
+            return pos(tok)  # not reported: a warning is given once per file
         return self._locate(tok, where, k)
 
     def _fill_bulk(self, conj: Conjunction, tok: Token, items: list[tuple[str, str, str]],
@@ -129,7 +130,7 @@ class _ToSpec(Transformer):
                 isx = list(map(is_not, idx, repeat(None)))
                 others = list(compress(range(len(idx)), map(not_, isx)))
                 xs_idx, xs_ops, xs_nums = (list(compress(idx, isx)), tuple(compress(ops, isx)),
-                                           list(compress(nums, isx)))
+                                           tuple(compress(nums, isx)))
             if any(names[k] in inputs or nums[k] in inputs for k in others):
                 return False
         try:
@@ -202,13 +203,13 @@ class _ToSpec(Transformer):
         if 2 * len(items) != tok.count("("):
             self._general(tok, "start")
             return
-        conj = Conjunction(tok.line, tok.column)
+        conj = Conjunction(*pos(tok))
         try:
             self._fill(conj, tok, items, (0, len(tok)))
         except NotAShape:
             self._general(tok, "start")
             return
-        self.state.builder.plain(tok.line, tok.column).absorb(conj)
+        self.state.builder.plain(*pos(tok)).absorb(conj)
 
     def assert_formula(self, c: list[Any]) -> None:
         kw, dnf = c
@@ -222,7 +223,7 @@ class _ToSpec(Transformer):
         items = _CMP.findall(tok)
         if len(items) != tok.count("(") - (tok.type == "CONJ"):
             return self._general(tok, "formula")
-        conj = Conjunction(tok.line, tok.column)
+        conj = Conjunction(*pos(tok))
         try:
             self._fill(conj, tok, items, (0, len(tok)))
         except NotAShape:
@@ -232,18 +233,21 @@ class _ToSpec(Transformer):
     def disj_fast(self, c: list[Token]) -> list[Conjunction]:
         tok = c[0]
         dnf: list[Conjunction] = []
-        pos, stop = _OR_HEAD.match(tok).end(), len(tok) - 1  # inside "(or" ... ")"
-        where = (tok.line, tok.column)
+        head = _OR_HEAD.match(tok)
+        if head is None:
+            return self._general(tok, "formula")
+        at, stop = head.end(), len(tok) - 1  # inside "(or" ... ")"
+        where = pos(tok)
         try:
-            while pos < stop:
-                end = tok.find("(and", pos + _CHUNK, stop) if stop - pos > _CHUNK else -1
+            while at < stop:
+                end = tok.find("(and", at + _CHUNK, stop) if stop - at > _CHUNK else -1
                 end = stop if end < 0 else end
                 # str.split at the literal "(and" is the cheapest way to the conjunctions; any
                 # other spelling ("( and", "(andy") leaves text that the checks below refuse.
-                parts = tok[pos:end].split("(and")
+                parts = tok[at:end].split("(and")
                 if parts[0].strip():
                     return self._general(tok, "formula")
-                offset = pos + len(parts[0])
+                offset = at + len(parts[0])
                 for part in parts[1:]:
                     span = (offset + 4, offset + 4 + len(part))
                     offset = span[1]
@@ -255,7 +259,7 @@ class _ToSpec(Transformer):
                     conj = Conjunction(*where)
                     self._fill(conj, tok, items, span)
                     dnf.append(conj)
-                pos = end
+                at = end
         except NotAShape:
             return self._general(tok, "formula")
         return disjoin([dnf], where)
@@ -285,7 +289,7 @@ class _ToSpec(Transformer):
             try:
                 return Linear(None, self.state.number(str(tok)))
             except SpecError as exc:
-                raise located(exc, (tok.line, tok.column)) from None
+                raise located(exc, pos(tok)) from None
         return Linear({key: 1.0})
 
     def number(self, c: list[Token]) -> Linear:
@@ -293,7 +297,7 @@ class _ToSpec(Transformer):
         try:
             return Linear(None, self.state.number(str(tok)))
         except SpecError as exc:
-            raise located(exc, (tok.line, tok.column)) from None
+            raise located(exc, pos(tok)) from None
 
     def plus(self, c: list[Any]) -> Linear:
         total = c[1]
@@ -388,7 +392,10 @@ def _point_at_bound(exc: SpecError, text: str) -> None:
     pattern = re.compile(rf"\(\s*(?:<=|>=|<|>)\s*(?:{re.escape(name)}\s+({OPND})|({OPND})\s+{re.escape(name)})\s*\)")
     found: dict[float, int] = {}
     for m in pattern.finditer(text):
-        value = float(m.group(1) or m.group(2)) if (m.group(1) or m.group(2))[0] in "+-.0123456789" else None
+        operand = m.group(1) or m.group(2)
+        if operand[0] not in "+-.0123456789":
+            continue
+        value = float(operand)
         if value in (lo, hi) and value not in found:
             found[value] = m.start()
     if lo in found and hi in found:

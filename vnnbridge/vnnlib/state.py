@@ -17,7 +17,7 @@ from vnnbridge.errors import SpecError
 from vnnbridge.vnnlib.dnf import INPUT, OUTPUT, Conjunction, Linear, SpecBuilder, compare
 from vnnbridge.vnnlib.model import Spec
 
-__all__ = ["Cursor", "NotAShape", "ParseState", "Places", "located", "where_in"]
+__all__ = ["Cursor", "NotAShape", "ParseState", "Places", "located", "pos", "where_in"]
 
 log = logging.getLogger("vnnbridge.vnnlib.parser")  # warnings read as the parser's
 
@@ -34,19 +34,26 @@ NONFINITE_WORDS = {"inf", "infinity", "nan", "+inf", "-inf"}
 INFS = (math.inf, -math.inf)
 
 
+def pos(tok: Token) -> tuple[int, int]:
+    """Line and column of a token (the lexer always sets them; lark types them as optional)."""
+    return tok.line or 1, tok.column or 1
+
+
 def where_in(tok: Token, offset: int) -> tuple[int, int]:
     """Line and column of ``offset`` characters into ``tok``."""
+    line, column = pos(tok)
     newlines = tok.count("\n", 0, offset)
     if not newlines:
-        return tok.line, tok.column + offset
-    return tok.line + newlines, offset - tok.rfind("\n", 0, offset)
+        return line, column + offset
+    return line + newlines, offset - tok.rfind("\n", 0, offset)
 
 
 class Cursor:
     """Line and column of increasing offsets into one token, in time linear in its length."""
 
     def __init__(self, tok: Token) -> None:
-        self.tok, self.offset, self.line, self.line_start = tok, 0, tok.line, -tok.column + 1
+        line, column = pos(tok)
+        self.tok, self.offset, self.line, self.line_start = tok, 0, line, -column + 1
 
     def at(self, offset: int) -> tuple[int, int]:
         """Line and column ``offset`` characters into the token (offsets must not decrease)."""

@@ -59,14 +59,15 @@ def syntax_error(exc: UnexpectedInput, text: str, path: str | None) -> SpecSynta
     """Turn lark's exception into a one-line located `SpecSyntaxError`."""
     line, column = exc.line, exc.column
     if isinstance(exc, UnexpectedCharacters):
-        found = _show(re.compile(r"[^\s()\[\]]+|\S").match(text, exc.pos_in_stream).group(0))
+        token = re.compile(r"[^\s()\[\]]+|\S").match(text, exc.pos_in_stream or 0)
+        found = _show(token.group(0) if token else "")
         expected = exc.allowed or set()
     elif isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
         found = _show(exc.token)
         expected = exc.accepts or exc.expected
     else:  # end of input
         found = "end of file"
-        expected = getattr(exc, "accepts", None) or exc.expected or set()
+        expected = getattr(exc, "accepts", None) or getattr(exc, "expected", None) or set()
         line = text.count("\n") + 1
         column = len(text) - text.rfind("\n")
     names = sorted({_EXPECTED.get(e, e) for e in expected if e not in SHAPE_TERMINALS})
