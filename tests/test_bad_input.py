@@ -208,6 +208,20 @@ def test_09_sigterm_after_a_certified_box_keeps_it(tmp_path: Path) -> None:
     assert data["status"] == "certified" and data["interrupted"] is True
 
 
+def test_09_sigterm_during_an_external_tool_is_still_an_interrupt() -> None:
+    from vnnbridge.job import terminate_as_interrupt
+    from vnnbridge.oracles.process import _terminate_as_exit
+
+    with pytest.raises(KeyboardInterrupt):
+        with terminate_as_interrupt(), _terminate_as_exit():  # certify, then a tool call inside it
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    with pytest.raises(SystemExit):
+        with _terminate_as_exit():  # a tool call anywhere else: SIGTERM unwinds as an exit
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+
+
 # 10 -----------------------------------------------------------------------------------------------
 def test_10_written_files_follow_the_umask(tmp_path: Path) -> None:
     from vnnbridge.oracles.base import Verdict
