@@ -198,7 +198,7 @@ class Grid:
             self.reach[2 * i + 1] = self._steps_to(i, UPPER, self.hi[i])
 
     def _raw(self, i: int, side: int, k: int) -> float:
-        if self.den is not None:
+        if self.den is not None and self.j is not None:
             j = int(self.j[i]) + (k if side == UPPER else -k)
             return j / self.den
         return float(self.x[i] + k * self.delta) if side == UPPER else float(self.x[i] - k * self.delta)
@@ -297,13 +297,15 @@ class Call:
     reason: str = ""
     refuted_by: str = ""  # the falsifier or confirming oracle that broke this UNSAT with a validated witness
     examine_seconds: float = 0.0  # time spent cross-examining this answer
+    phase: str = ""  # the method (or dual) of ``A+B+...`` that asked
+    faces_left: int | None = field(default=None, compare=False)  # open faces then (growing searches)
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready dict."""
         out: dict[str, object] = {
             "index": self.index, "purpose": Purpose(self.purpose).value, "note": self.note,
             "verdict": self.verdict.value, "oracle": self.oracle, "query_sha256": self.sha256,
-            "query_file": str(self.vnnlib), "seconds": self.seconds, "reason": self.reason}
+            "query_file": str(self.vnnlib), "seconds": self.seconds, "reason": self.reason, "phase": self.phase}
         if self.refuted_by:
             out["refuted_by"] = self.refuted_by
         if self.examine_seconds:
@@ -417,10 +419,13 @@ class Prober:
         self.unexamined = ""  # why UNSAT answers went unexamined although asked for ("" when examined)
         if self.falsifier is not None and not self.falsifier.supports(str(instance.onnx)):
             self.falsifier, self.unexamined = None, "the engine does not compile this network"
+        self.phase = ""  # shown in progress displays and recorded with each call
+        self.faces_left: int | None = None  # set by searches that grow faces, for progress displays
 
-    def begin(self) -> None:
+    def begin(self, phase: str = "") -> None:
         """Start a new search phase: the call budget counts from here."""
         self._budget_from = len(self.calls)
+        self.phase, self.faces_left = phase, None
 
     def query(self, purpose: Purpose, box: Box) -> Query:
         """The query of a box question (its VNN-LIB file written to the cache)."""
@@ -444,18 +449,19 @@ class Prober:
             # Never refine with an unconfirmed sat: it is "not proven", like a timeout.
             result = OracleResult(Verdict.ERROR, result.oracle, result.version, result.seconds,
                                   None, "sat without a witness")
-        point, examine = None, 0.0
+        point, examine, by = None, 0.0, ""
         if result.verdict is Verdict.UNSAT and self.falsifier is not None:
             t0 = time.perf_counter()
             point = self.falsifier.refute(query, seconds=max(1.0, self.options.timeout))
             examine = time.perf_counter() - t0
+            by = self.falsifier.name if point is not None else ""
         oracle = result.oracle or self.oracle.name
         with self._lock:
             call = Call(len(self.calls), purpose, note, result.verdict, oracle, query.sha256, query.vnnlib,
-                        seconds, result.reason, self.falsifier.name if point is not None else "", examine)
+                        seconds, result.reason, by, examine, self.phase, self.faces_left)
             self.calls.append(call)
             if point is not None:
-                result = self._refuted(call, self.falsifier.name, point, result)
+                result = self._refuted(call, by, point, result)
             if result.verdict in (Verdict.SAT, Verdict.UNSAT):
                 self._answers[(purpose, query.sha256)] = (result, call)
         log.debug("call %d %s %s: %s%s", call.index, purpose, note, call.verdict.value,
@@ -498,9 +504,10 @@ class Prober:
         seconds = time.perf_counter() - start
         with self._lock:
             call = Call(len(self.calls), Purpose.CONFIRM, f"confirm call {proof.index}", result.verdict,
-                        result.oracle or confirmer.name, query.sha256, query.vnnlib, seconds, result.reason)
+                        result.oracle or confirmer.name, query.sha256, query.vnnlib, seconds, result.reason,
+                        phase="confirm")
             self.calls.append(call)
-            if result.verdict is Verdict.SAT:
+            if result.verdict is Verdict.SAT and result.witness is not None:
                 self.calls[proof.index] = dataclasses.replace(proof, refuted_by=call.oracle)
                 sat = self._refuted(self.calls[proof.index], call.oracle, result.witness, result)
                 self._answers[(Purpose.ROBUST, query.sha256)] = (sat, self.calls[proof.index])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_CROSS_EXAMINE", "DEFAULT_DUAL", "DEFAULT_METHOD", "DUAL_NAMES", "METHOD_NAMES"]
+__all__ = ["DEFAULT_CROSS_EXAMINE", "DEFAULT_DUAL", "DEFAULT_MAX_CALLS", "DEFAULT_METHOD", "DUAL_NAMES", "METHOD_NAMES"]
 
 METHOD_NAMES = ("cube-topdown", "cube-bisect", "apothem", "box-topdown", "greedy", "grow", "slack", "fill",
                 "edge")
@@ -12,3 +12,6 @@ DEFAULT_DUAL = "dual-faces"
 # Attack steps (8 restarts each) that cross-examine every unsat answer: the embedded oracle's own
 # screening budget, a few milliseconds on the paper's 784-32-10 networks.
 DEFAULT_CROSS_EXAMINE = 30
+# The call budget per search phase of ``certify``: growing a box on a 784-input network ends
+# in minutes (about 1000 embedded calls on the paper networks) instead of running for an hour.
+DEFAULT_MAX_CALLS = 1000
