@@ -37,6 +37,7 @@ __all__ = [
     "LOG_CAP",
     "THREAD_VARIABLES",
     "CompletedRun",
+    "active_logs",
     "call_dir",
     "cancelled_by",
     "group_alive",
@@ -61,6 +62,15 @@ _counter = itertools.count()
 _local = threading.local()
 # Seconds between looks at the cancel event while a tool runs.
 _POLL = 0.1
+# The log files of the runs in progress (a watchdog that ends the process names them).
+_active: set[Path] = set()
+_active_lock = threading.Lock()
+
+
+def active_logs() -> list[Path]:
+    """The log files of the tool runs in progress in this process."""
+    with _active_lock:
+        return sorted(_active)
 
 
 @dataclass(frozen=True)
@@ -268,6 +278,18 @@ def run_command(argv: Sequence[str | os.PathLike[str]], *, timeout: float, log: 
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **thread_env(threads), **(env or {})}
     log.parent.mkdir(parents=True, exist_ok=True)
     _log_argv(args, cwd)
+    with _active_lock:
+        _active.add(log)
+    try:
+        return _run(args, timeout, log, full_env, cwd, slack, grace, log_cap, memory)
+    finally:
+        with _active_lock:
+            _active.discard(log)
+
+
+def _run(args: tuple[str, ...], timeout: float, log: Path, full_env: dict[str, str],
+         cwd: str | os.PathLike[str] | None, slack: float, grace: float, log_cap: int,
+         memory: int | None) -> CompletedRun:
     start = time.perf_counter()
     dropped = [0]
     with log.open("wb") as sink, _terminate_as_exit():
