@@ -119,11 +119,12 @@ def make_oracle(spec: str, **options: Any) -> Oracle:
     if isinstance(cls, type) and issubclass(cls, ExternalOracle):
         arg, params = split_spec(arg)
         if kind in NEEDS_FOLDER and not arg:
-            # A folder kind named bare takes its folder from $VNNBRIDGE_<KIND> (e.g. VNNBRIDGE_ABCROWN).
-            arg = os.environ.get(f"VNNBRIDGE_{kind.upper()}", "")
+            # A folder kind named bare takes its folder (and options) from $VNNBRIDGE_<KIND>.
+            arg, env_params = split_spec(os.environ.get(f"VNNBRIDGE_{kind.upper()}", ""))
             if not arg:
                 raise OracleUnavailable(f"oracle {kind!r} needs a folder: name it as {kind}:DIR "
                                         f"or set VNNBRIDGE_{kind.upper()}")
+            params = {**env_params, **params}
         options = {**tool_options(kind, arg), **params, **options}
     if kind == "portfolio" and not arg:
         raise OracleUnavailable("a portfolio needs its members: portfolio:ORACLE,ORACLE,...")
