@@ -181,8 +181,20 @@ class Startup:
 
 
 def measure_startup(oracle: str, folder: Path, threads: int = 1) -> Startup:
-    """Run ``vnnbridge oracles --check ORACLE`` once; its seconds are the oracle's start-up."""
+    """Run ``vnnbridge oracles --check ORACLE`` once; its seconds are the oracle's start-up.
+
+    A portfolio's start-up is its slowest member's (each measured alone), so that every member
+    gets the full solving time, as it would alone.
+    """
     from vnnbridge.oracles.process import run_command
+
+    kind, _, members = oracle.partition(":")
+    if kind == "portfolio":
+        from vnnbridge.oracles.portfolio import split_members
+
+        ups = [measure_startup(m, folder / f"member{i}", threads) for i, m in enumerate(split_members(members))]
+        reasons = "; ".join(u.reason for u in ups if not u.ready)
+        return Startup(max(u.seconds for u in ups), any(u.ready for u in ups), reasons)
 
     folder.mkdir(parents=True, exist_ok=True)
     log_file = folder / "startup.log"
