@@ -95,3 +95,13 @@ def test_harness_strips_softmax_for_every_oracle(tmp_path: Path) -> None:
     answer = answer_instance(Instance("c", str(onnx), vnnlib, tmp_path / "r.txt", 30.0), OracleChoice("marabou"))
     assert answer.verdict is Verdict.UNSAT, answer.reason
     assert (tmp_path / "r.txt").read_text().strip() == "unsat"
+
+
+def test_a_portfolio_starts_up_as_its_slowest_member(tmp_path: Path) -> None:
+    from vnnbridge.vnncomp.compare import measure_startup
+
+    up = measure_startup(f"portfolio:embedded,nnenum:{TOOLS / 'nnenum'}?slack=1", tmp_path)
+    members = [measure_startup(m, tmp_path / m[:6]) for m in ("embedded", f"nnenum:{TOOLS / 'nnenum'}")]
+    assert up.ready and all(m.ready for m in members)
+    assert (tmp_path / "member0" / "startup.log").is_file() and (tmp_path / "member1" / "startup.log").is_file()
+    assert up.seconds > 0
