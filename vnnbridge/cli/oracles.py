@@ -19,7 +19,7 @@ from pathlib import Path
 
 from vnnbridge.cli.options import seconds
 
-__all__ = ["add", "list_oracles", "query"]
+__all__ = ["add", "check_oracles", "list_oracles", "query"]
 
 log = logging.getLogger(__name__)
 

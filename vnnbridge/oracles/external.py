@@ -41,7 +41,7 @@ from vnnbridge.oracles.base import OracleResult, Query, Verdict
 from vnnbridge.oracles.process import DEFAULT_GRACE, CompletedRun, call_dir, run_command
 from vnnbridge.oracles.resultfile import NO_RESULT, RESULT_WORDS, read_result
 
-__all__ = ["TOOL_FILE", "ExternalOracle", "Invocation", "result_from_file", "split_spec", "tool_options"]
+__all__ = ["TOOL_FILE", "CannotRun", "ExternalOracle", "Invocation", "result_from_file", "split_spec", "tool_options"]
 
 # The settings file looked for in a tool folder and beside it.
 TOOL_FILE = "vnnbridge-tool.toml"

@@ -37,8 +37,9 @@ from vnnbridge.oracles.base import Verdict
 from vnnbridge.vnncomp.config import OracleChoice
 from vnnbridge.vnnlib.model import Spec
 
-__all__ = ["ANSWER_JSON", "OVERRUN", "STARTUP_VARIABLE", "RUN_MARK", "SCOPE_VARIABLE", "Answer", "Instance", "answer_instance", "network_paths", "oracle_budget",
-           "end_own_tools", "find_marked", "mark_own_tools", "reserve_seconds", "run_scope", "write_answer"]
+__all__ = ["ANSWER_JSON", "OVERRUN", "RUN_MARK", "SCOPE_VARIABLE", "STARTUP_VARIABLE", "Answer", "Instance",
+           "answer_instance", "end_own_tools", "find_marked", "mark_own_tools", "network_paths", "oracle_budget",
+           "reserve_seconds", "run_scope", "write_answer", "write_answer_json"]
 
 log = logging.getLogger(__name__)
 
