@@ -13,7 +13,7 @@ from vnnbridge.cli import main
 from vnnbridge.oracles.base import Verdict
 from vnnbridge.vnncomp.compare import compare_oracles, format_table
 from vnnbridge.vnncomp.config import OracleChoice
-from vnnbridge.vnncomp.run import Instance, answer_instance, oracle_budget
+from vnnbridge.vnncomp.run import HarnessInstance, answer_instance, oracle_budget
 
 TOOLS = Path(__file__).resolve().parents[1] / "data" / "fake_tools"
 
@@ -92,7 +92,7 @@ def test_harness_strips_softmax_for_every_oracle(tmp_path: Path) -> None:
     vnnlib.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
                       "(declare-const Y_1 Real)\n(assert (>= X_0 0.9))\n(assert (<= X_0 1.0))\n"
                       "(assert (>= X_1 0.0))\n(assert (<= X_1 0.1))\n(assert (>= Y_1 Y_0))\n")
-    answer = answer_instance(Instance("c", str(onnx), vnnlib, tmp_path / "r.txt", 30.0), OracleChoice("marabou"))
+    answer = answer_instance(HarnessInstance("c", str(onnx), vnnlib, tmp_path / "r.txt", 30.0), OracleChoice("marabou"))
     assert answer.verdict is Verdict.UNSAT, answer.reason
     assert (tmp_path / "r.txt").read_text().strip() == "unsat"
 

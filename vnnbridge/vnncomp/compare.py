@@ -44,7 +44,7 @@ from vnnbridge.errors import InputError, VnnbridgeError
 from vnnbridge.vnncomp.export import read_instances
 from vnnbridge.vnncomp.scoring import CORRECT_POINTS, WRONG_POINTS
 
-__all__ = ["KILL_AFTER", "PREFILL", "PREPARE_LIMIT", "STARTUP_LIMIT", "Comparison", "Outcome", "Startup",
+__all__ = ["KILL_AFTER", "PREFILL", "PREPARE_LIMIT", "STARTUP_LIMIT", "OracleComparison", "Outcome", "Startup",
            "Summary", "compare_oracles", "draw_cactus", "format_table", "measure_startup", "run_one"]
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class Summary:
 
 
 @dataclass
-class Comparison:
+class OracleComparison:
     """All outcomes, the per-oracle summaries and the instances on which the oracles disagree."""
 
     outcomes: list[Outcome]
@@ -299,7 +299,7 @@ def _check_witness(results: Path, onnx: Path, vnnlib: Path) -> tuple[bool, str]:
 
 
 def compare_oracles(folder: str | Path, oracles: Sequence[str], out: str | Path, timeout: float | None = None,
-                    jobs: int = 1, threads: int = 1, category: str | None = None) -> Comparison:
+                    jobs: int = 1, threads: int = 1, category: str | None = None) -> OracleComparison:
     """Run every oracle on every instance of the benchmark ``folder``; write results.csv per oracle."""
     if not oracles:
         raise InputError("give at least one --oracle")
@@ -334,7 +334,7 @@ def compare_oracles(folder: str | Path, oracles: Sequence[str], out: str | Path,
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             outcomes = list(pool.map(_job, work))
     outcomes = [_resolve(outcomes, o) for o in outcomes]
-    comparison = Comparison(outcomes, list(oracles), _disagreements(outcomes), startups)
+    comparison = OracleComparison(outcomes, list(oracles), _disagreements(outcomes), startups)
     for name in oracles:
         mine = [o for o in outcomes if o.oracle == name]
         _write_results(out_dir / _folder_name(name) / "results.csv", mine)
@@ -392,7 +392,7 @@ def _write_outcomes(path: Path, outcomes: list[Outcome], startup: Startup) -> No
     atomic_write(path, text.getvalue())
 
 
-def format_table(comparison: Comparison) -> str:
+def format_table(comparison: OracleComparison) -> str:
     """The comparison table as aligned text, followed by the disagreements."""
     head = ("oracle", "sat", "unsat", "timeout", "unknown", "error", "bogus", "wrong", "sat by vnnbridge",
             "start-up s", "median s", "total s", "score")
@@ -422,7 +422,7 @@ def format_table(comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
-def draw_cactus(comparison: Comparison, path: str | Path) -> Path:
+def draw_cactus(comparison: OracleComparison, path: str | Path) -> Path:
     """A cactus plot (instances solved correctly vs solving time) per oracle, written to ``path``.
 
     Raises a one-line `VnnbridgeError` naming the ``plot`` extra when matplotlib is missing.

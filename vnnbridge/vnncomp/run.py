@@ -37,8 +37,8 @@ from vnnbridge.oracles.base import Verdict
 from vnnbridge.vnncomp.config import OracleChoice
 from vnnbridge.vnnlib.model import Spec
 
-__all__ = ["ANSWER_JSON", "OVERRUN", "RUN_MARK", "SCOPE_VARIABLE", "STARTUP_VARIABLE", "Answer", "Instance",
-           "answer_instance", "end_own_tools", "find_marked", "mark_own_tools", "network_paths", "oracle_budget",
+__all__ = ["ANSWER_JSON", "OVERRUN", "RUN_MARK", "SCOPE_VARIABLE", "STARTUP_VARIABLE", "HarnessAnswer",
+           "HarnessInstance", "answer_instance", "end_own_tools", "find_marked", "mark_own_tools", "network_paths", "oracle_budget",
            "reserve_seconds", "run_scope", "write_answer", "write_answer_json"]
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def reserve_seconds(timeout: float) -> float:
 
 
 @dataclass(frozen=True)
-class Instance:
+class HarnessInstance:
     """One harness call: category, model, property, result file and time limit (seconds)."""
 
     category: str
@@ -134,7 +134,7 @@ class Instance:
 
 
 @dataclass(frozen=True)
-class Answer:
+class HarnessAnswer:
     """What was written: the verdict word, the witness (flat X and Y) for sat, and why."""
 
     verdict: Verdict
@@ -188,7 +188,7 @@ class _ResultFile:
     def __init__(self, path: Path) -> None:
         self.path, self.lock, self.done = path, threading.Lock(), False
 
-    def write(self, answer: Answer) -> bool:
+    def write(self, answer: HarnessAnswer) -> bool:
         with self.lock:
             if self.done:
                 return False
@@ -197,7 +197,7 @@ class _ResultFile:
             return True
 
 
-def write_answer(path: Path, answer: Answer) -> None:
+def write_answer(path: Path, answer: HarnessAnswer) -> None:
     """Write the result file: the verdict word, and for sat the witness ``((X_0 v) ... (Y_0 v))``."""
     from vnnbridge.vnncomp.results import write_result
 
@@ -214,7 +214,7 @@ def _load_spec(path: Path) -> Spec:
     return parse_file(path)
 
 
-def write_answer_json(answer: Answer) -> None:
+def write_answer_json(answer: HarnessAnswer) -> None:
     """The answer as JSON into ``$VNNBRIDGE_ANSWER_JSON`` (nothing when unset)."""
     target = os.environ.get(ANSWER_JSON, "").strip()
     if not target:
@@ -230,7 +230,7 @@ def write_answer_json(answer: Answer) -> None:
         log.warning("cannot write %s: %s", target, exc.strerror or exc)
 
 
-def _decide(instance: Instance, choice: OracleChoice, deadline: float) -> Answer:
+def _decide(instance: HarnessInstance, choice: OracleChoice, deadline: float) -> HarnessAnswer:
     from vnnbridge.derived import compares_outputs_only
     from vnnbridge.network import load_network, prepare_model
     from vnnbridge.oracles.base import Query
@@ -253,12 +253,12 @@ def _decide(instance: Instance, choice: OracleChoice, deadline: float) -> Answer
     query = Query.build(prepare_model(net.path, strip_softmax=compares_outputs_only(spec)), spec)
     budget = oracle_budget(name, deadline - time.monotonic(), _startup())
     if budget <= 0.05:
-        return Answer(Verdict.TIMEOUT, reason="no time left after loading the instance", oracle=name)
+        return HarnessAnswer(Verdict.TIMEOUT, reason="no time left after loading the instance", oracle=name)
     log.info("oracle %s, budget %.1f s, query %s", name, budget, query.vnnlib)
     result = oracle.check(query, budget)
     tool_log = str(result.log) if result.log else ""
     if result.verdict is not Verdict.SAT:
-        return Answer(result.verdict, reason=result.reason, oracle=result.oracle or name, seconds=result.seconds,
+        return HarnessAnswer(result.verdict, reason=result.reason, oracle=result.oracle or name, seconds=result.seconds,
                       log=tool_log)
     # The validated witness lies in the box exactly; the outputs are onnxruntime's for it (which,
     # like the scorer, evaluates the float32 rounding of x).
@@ -267,13 +267,13 @@ def _decide(instance: Instance, choice: OracleChoice, deadline: float) -> Answer
     verdict = check_counterexample(net, spec, x, y)
     if not verdict.ok:
         log.warning("%s: witness fails the scorer's check (%s); answering unknown", name, verdict.reason)
-        return Answer(Verdict.UNKNOWN, reason=f"witness rejected: {verdict.reason}", oracle=name,
+        return HarnessAnswer(Verdict.UNKNOWN, reason=f"witness rejected: {verdict.reason}", oracle=name,
                       seconds=result.seconds, log=tool_log)
-    return Answer(Verdict.SAT, x=x, y=y, reason=result.reason, oracle=result.oracle or name,
+    return HarnessAnswer(Verdict.SAT, x=x, y=y, reason=result.reason, oracle=result.oracle or name,
                   seconds=result.seconds, log=tool_log)
 
 
-def answer_instance(instance: Instance, choice: OracleChoice, started: float | None = None) -> Answer:
+def answer_instance(instance: HarnessInstance, choice: OracleChoice, started: float | None = None) -> HarnessAnswer:
     """Decide the instance and write its result file before the internal deadline; returns what was written.
 
     ``started`` is the wall-clock time (``time.time()``) at which the harness started the script;
@@ -290,7 +290,7 @@ def answer_instance(instance: Instance, choice: OracleChoice, started: float | N
         from vnnbridge.oracles.process import active_logs
 
         running = active_logs()
-        answer = Answer(Verdict.TIMEOUT, reason="internal deadline reached",
+        answer = HarnessAnswer(Verdict.TIMEOUT, reason="internal deadline reached",
                         log=str(running[0]) if running else "")
         if sink.write(answer):
             write_answer_json(answer)
@@ -306,11 +306,11 @@ def answer_instance(instance: Instance, choice: OracleChoice, started: float | N
         answer = _decide(instance, choice, deadline)
     except VnnbridgeError as exc:
         log.error("%s", exc.located())
-        answer = Answer(Verdict.ERROR, reason=exc.located())
+        answer = HarnessAnswer(Verdict.ERROR, reason=exc.located())
     except Exception as exc:  # anything unforeseen still has to leave a verdict in the file
         log.error("unexpected failure: %s: %s", type(exc).__name__, exc)
         log.debug("traceback of the unexpected failure", exc_info=True)
-        answer = Answer(Verdict.ERROR, reason=f"{type(exc).__name__}: {exc}")
+        answer = HarnessAnswer(Verdict.ERROR, reason=f"{type(exc).__name__}: {exc}")
     finally:
         watchdog.cancel()
     if sink.write(answer):
