@@ -169,6 +169,7 @@ class ExternalOracle:
     messages), ``words`` (its result words) and ``default_slack``, and implement `invocation`.
     """
 
+    name = "tool"
     kind = "tool"
     tool = "the tool"
     words: Mapping[str, Verdict] = RESULT_WORDS
@@ -214,7 +215,7 @@ class ExternalOracle:
 
     def check(self, query: Query, timeout: float) -> OracleResult:
         """Call folder, pre-filled result file, one run, the result read; tool failures are ERROR."""
-        name: str = self.name  # type: ignore[attr-defined]
+        name = self.name
         folder = call_dir(self.kind, query.sha256)
         results = folder / "results.txt"
         results.write_text(NO_RESULT + "\n")

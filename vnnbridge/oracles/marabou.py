@@ -217,7 +217,7 @@ class MarabouOracle(ExternalOracle):
         return self._result(run, query, answer)
 
     def _result(self, run: CompletedRun, query: Query, answer: Path | None = None) -> OracleResult:
-        base = dict(oracle=self.name, version=self.version(), seconds=run.seconds, log=run.log)
+        base: dict[str, Any] = dict(oracle=self.name, version=self.version(), seconds=run.seconds, log=run.log)
         if run.cancelled:
             return OracleResult(Verdict.UNKNOWN, reason=f"stopped after {run.seconds:.1f} s "
                                 "(another oracle answered first)", **base)

@@ -19,7 +19,7 @@ import queue
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -90,7 +90,7 @@ def _member(spec: str, options: dict[str, Any]) -> Oracle:
     inner = getattr(oracle, "inner", oracle)
     if isinstance(inner, ExternalOracle):
         return oracle
-    return Validating(ChildOracle(spec, str(inner.name)))
+    return cast(Oracle, Validating(ChildOracle(spec, str(inner.name))))  # Validating's name is a property
 
 
 class PortfolioOracle:
