@@ -42,6 +42,7 @@ class BabOptions:
 
     batch: int = 64  # parent domains per round
     root_iters: int = 30  # alpha-CROWN iterations at the root
+    inter_iters: int = 20  # alpha-CROWN iterations on intermediate layers (once per box)
     iters: int = 8  # alpha/beta iterations per round
     candidates: int = 3  # filtered smart branching: candidates scored per domain (1 = BaBSR)
     lp_unstable: int = 12  # a domain with at most this many unstable units goes to the MILP

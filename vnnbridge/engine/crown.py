@@ -17,6 +17,7 @@ the best one per (domain, row) is kept. Arithmetic follows `vnnbridge.engine.tor
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ from vnnbridge.engine.torchnet import TorchNet
 __all__ = ["Pass", "backward_bound", "intermediate_bounds", "optimise"]
 
 # Rows of identity back-substituted at once when tightening a layer's bounds (memory cap).
-_CHUNK_ENTRIES = 40_000_000
+_CHUNK_ENTRIES = 4_000_000
 
 
 @dataclass
@@ -94,13 +95,20 @@ def backward_bound(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi
     return Pass(lb, x, lams)
 
 
-def intermediate_bounds(net: LayerNet, tn: TorchNet, lo: np.ndarray, hi: np.ndarray) -> tuple[list[Any], list[Any]]:
+def intermediate_bounds(net: LayerNet, tn: TorchNet, lo: np.ndarray, hi: np.ndarray, iters: int = 0,
+                        budget: float = 2e8, work: float = 2e9,
+                        deadline: float = float("inf")) -> tuple[list[Any], list[Any]]:
     """Pre-activation bounds of every ReLU layer over one box, as (1, n_k) tensors.
 
     Starts from `vnnbridge.engine.bounds.layer_bounds` (interval and CROWN where its
     coefficient cap allows) and back-substitutes, layer by layer, the units still unstable
-    there through torch, in chunks: no coefficient cap, conv layers included.
+    there through torch, in chunks: no coefficient cap, conv layers included. A layer is
+    skipped (keeps its interval bounds) when that would cost more than ``work`` multiply-adds
+    or the ``deadline`` (perf_counter) has passed. With ``iters`` the unstable units' bounds
+    are then alpha-optimised (alpha per unit and side), where it pays: while the alpha tensors
+    of a layer stay under ``budget`` entries.
     """
+
     import torch
 
     base = layer_bounds(net, lo, hi)
@@ -111,12 +119,14 @@ def intermediate_bounds(net: LayerNet, tn: TorchNet, lo: np.ndarray, hi: np.ndar
         for k in range(1, tn.depth):
             l, u = lower[k], upper[k]
             idx = torch.nonzero(tn.masks[k] & (l[0] < 0) & (u[0] > 0)).flatten()
-            if idx.numel() == 0:
+            if idx.numel() == 0 or 2 * idx.numel() * tn.back_cost(k) > work or time.perf_counter() > deadline:
                 continue
             n = tn.widths[k]
             widest = max([net.inputs] + tn.widths[:k + 1])
             chunk = max(1, _CHUNK_ENTRIES // (2 * widest))
             for s in range(0, idx.numel(), chunk):
+                if time.perf_counter() > deadline:
+                    break
                 rows = idx[s:s + chunk]
                 eye = torch.zeros((2 * rows.numel(), n), dtype=tn.dtype, device=tn.device)
                 r = torch.arange(rows.numel(), device=tn.device)
@@ -125,12 +135,36 @@ def intermediate_bounds(net: LayerNet, tn: TorchNet, lo: np.ndarray, hi: np.ndar
                 got = backward_bound(tn, lower, upper, tlo, thi, eye[None], start=k).lb[0]
                 lower[k][0, rows] = torch.maximum(l[0, rows], got[:rows.numel()])
                 upper[k][0, rows] = torch.minimum(u[0, rows], -got[rows.numel():])
+            if iters and time.perf_counter() < deadline:
+                _tighten(tn, lower, upper, tlo, thi, k, iters, budget, work)
     return lower, upper
+
+
+def _tighten(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any, k: int, iters: int,
+             budget: float, work: float) -> None:
+    """alpha-CROWN on the still unstable units of layer ``k`` (both sides), in place."""
+    import torch
+
+    l, u = lower[k], upper[k]
+    idx = torch.nonzero(tn.masks[k] & (l[0] < 0) & (u[0] > 0)).flatten()
+    rows = idx.numel()
+    if rows == 0 or 2 * rows * sum(tn.widths[:k]) > budget or 2 * rows * tn.back_cost(k) * iters > 4 * work:
+        return
+    eye = torch.zeros((2 * rows, tn.widths[k]), dtype=tn.dtype, device=tn.device)
+    r = torch.arange(rows, device=tn.device)
+    eye[r, idx] = 1.0
+    eye[r + rows, idx] = -1.0
+    with torch.enable_grad():
+        best, *_ = optimise(tn, lower, upper, lo, hi, eye[None], torch.full((2 * rows,), torch.inf,
+                            dtype=tn.dtype, device=tn.device), None, None, None, iters, start=k)
+    lower[k][0, idx] = torch.maximum(l[0, idx], best[0, :rows])
+    upper[k][0, idx] = torch.minimum(u[0, idx], -best[0, rows:])
 
 
 def optimise(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any, c: Any, target: Any,
              alpha: list[Any] | None, split: list[Any] | None, beta: list[Any] | None, iters: int,
-             lr_alpha: float = 0.1, lr_beta: float = 0.05) -> tuple[Any, list[Any], list[Any] | None, Pass]:
+             lr_alpha: float = 0.1, lr_beta: float = 0.05,
+             start: int | None = None) -> tuple[Any, list[Any], list[Any] | None, Pass]:
     """Projected gradient ascent on alpha (and beta where there are splits).
 
     ``target`` (m,) is the row threshold: a domain is done once one of its rows' bound exceeds
@@ -143,10 +177,11 @@ def optimise(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any,
     sizes = [c.shape[0], lo.shape[0]] + [t.shape[0] for t in (split or []) + (alpha or []) if t is not None]
     b = max(sizes)  # the number of domains (other tensors broadcast from 1)
     m = c.shape[-2]
+    k = tn.depth if start is None else start
     if alpha is None:
-        alpha = [None] * tn.depth
+        alpha = [None] * k
     alpha = [(_initial_alpha(lower[j], upper[j], b, m) if a is None else a).detach().clone().requires_grad_(True)
-             for j, a in enumerate(alpha)]
+             for j, a in enumerate(alpha[:k])]
     params = [(a, lr_alpha) for a in alpha]
     if split is not None:
         beta = [(torch.zeros((b, m, tn.widths[j]), dtype=tn.dtype, device=tn.device) if bt is None else bt)
@@ -160,7 +195,8 @@ def optimise(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any,
     for it in range(iters + 1):
         final = it == iters
         with torch.set_grad_enabled(not final):
-            p = backward_bound(tn, lower, upper, lo, hi, c, alpha=alpha, split=split, beta=beta, keep_lams=final)
+            p = backward_bound(tn, lower, upper, lo, hi, c, start=start, alpha=alpha, split=split, beta=beta,
+                               keep_lams=final)
         lb = p.lb.detach()
         best = lb if best is None else torch.maximum(best, lb)
         if final:
@@ -169,8 +205,8 @@ def optimise(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any,
         open_ = ~(best > target).any(-1)  # domains not yet refuted
         if not bool(open_.any()):
             with torch.no_grad():
-                last = backward_bound(tn, lower, upper, lo, hi, c, alpha=alpha, split=split, beta=beta,
-                                      keep_lams=True)
+                last = backward_bound(tn, lower, upper, lo, hi, c, start=start, alpha=alpha, split=split,
+                                      beta=beta, keep_lams=True)
             break
         loss = -(p.lb * open_.unsqueeze(-1)).sum()
         grads = torch.autograd.grad(loss, [t for t, _ in params])

@@ -44,6 +44,7 @@ def set_threads(n: int | None = None) -> None:
 class _Op:
     in_size: int
     out_size: int
+    cost: int  # multiply-adds per row, for budgets
 
     def forward(self, x: Any) -> Any:
         raise NotImplementedError
@@ -56,6 +57,7 @@ class _Dense(_Op):
     def __init__(self, w: Any) -> None:
         self.w = w
         self.out_size, self.in_size = w.shape
+        self.cost = self.out_size * self.in_size
 
     def forward(self, x: Any) -> Any:
         return x @ self.w.T
@@ -65,26 +67,29 @@ class _Dense(_Op):
 
 
 class _Sparse(_Op):
+    """A sparse matrix applied by gather and index_add over its nonzeros (torch's sparse
+    matrix products are slow in float64 on the CPU)."""
+
     def __init__(self, m: sp.csr_array, torch: Any, device: str, dtype: Any) -> None:
         coo = sp.coo_array(m)
         self.out_size, self.in_size = m.shape
-        idx = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-        vals = torch.from_numpy(coo.data.astype(np.float64)).to(dtype)
-        self.m = torch.sparse_coo_tensor(idx, vals, m.shape).coalesce().to(device)
-        self.mt = self.m.t().coalesce()
-        self.torch = torch
+        self.rows = torch.from_numpy(coo.row.astype(np.int64)).to(device)
+        self.cols = torch.from_numpy(coo.col.astype(np.int64)).to(device)
+        self.vals = torch.from_numpy(coo.data.astype(np.float64)).to(device=device, dtype=dtype)
+        self.cost = 2 * int(coo.nnz) + self.in_size + self.out_size
 
-    def _apply(self, m: Any, x: Any, n_out: int) -> Any:
+    @staticmethod
+    def _apply(x: Any, src: Any, dst: Any, vals: Any, n_out: int) -> Any:
         lead = x.shape[:-1]
         flat = x.reshape(-1, x.shape[-1])
-        out = self.torch.sparse.mm(m, flat.T).T
+        out = flat.new_zeros((flat.shape[0], n_out)).index_add(1, dst, flat[:, src] * vals)
         return out.reshape(*lead, n_out)
 
     def forward(self, x: Any) -> Any:
-        return self._apply(self.m, x, self.out_size)
+        return self._apply(x, self.cols, self.rows, self.vals, self.out_size)
 
     def backward(self, a: Any) -> Any:
-        return self._apply(self.mt, a, self.in_size)
+        return self._apply(a, self.rows, self.cols, self.vals, self.in_size)
 
 
 class _Conv(_Op):
@@ -92,6 +97,7 @@ class _Conv(_Op):
         self.op, self.torch = op, torch
         self.w = torch.from_numpy(op.weight).to(device=device, dtype=dtype)
         self.in_size, self.out_size = op.in_size, op.out_size
+        self.cost = op.nnz()
 
     def forward(self, x: Any) -> Any:
         f = self.torch.nn.functional
@@ -119,6 +125,7 @@ class _Chain(_Op):
     def __init__(self, ops: list[_Op]) -> None:
         self.ops = ops
         self.in_size, self.out_size = ops[0].in_size, ops[-1].out_size
+        self.cost = sum(op.cost for op in ops)
 
     def forward(self, x: Any) -> Any:
         for op in self.ops:
@@ -164,6 +171,12 @@ class TorchNet:
     def widths(self) -> list[int]:
         """The width of every ReLU layer."""
         return [int(m.numel()) for m in self.masks]
+
+    def back_cost(self, k: int) -> int:
+        """Multiply-adds per row of a back-substitution from the input of ReLU layer ``k``
+        (``k = depth``: from the output) to the input box."""
+        # About forty elementwise passes per ReLU unit (relaxation, clamps, masks).
+        return sum(op.cost for op in self.ops[:k + 1]) + sum(self.widths[:k]) * 40
 
     def forward(self, x: Any) -> Any:
         """Outputs for a batch of flat inputs (any leading shape)."""

@@ -292,7 +292,8 @@ class _Run:
         from vnnbridge.engine.torchnet import torch_net
 
         tn = torch_net(self.net, self.o.device)
-        lower, upper = intermediate_bounds(self.net, tn, pending.lo, pending.hi)
+        lower, upper = intermediate_bounds(self.net, tn, pending.lo, pending.hi, self.o.bab.inter_iters,
+                                           deadline=time.perf_counter() + 0.25 * self.left())
         undecided = []
         for i in np.argsort(pending.order):
             a, b, tol = pending.polys[i]
