@@ -127,3 +127,18 @@ def test_float32_on_the_cpu_device_matches_float64_closely() -> None:
         c = tn.tensor(np.eye(3))[None]
         out.append(backward_bound(tn, lower, upper, tn.tensor(lo)[None], tn.tensor(hi)[None], c).lb[0].double().numpy())
     np.testing.assert_allclose(out[0], out[1], rtol=1e-4, atol=1e-4)
+
+
+def test_falsify_returns_only_validated_points(shared: Path) -> None:
+    from vnnbridge.engine.attack import falsify
+    from vnnbridge.network import load_network
+    from vnnbridge.search.base import misclassified
+
+    onnx = shared / "data/paper/networks/mnist_784_32_10.onnx"
+    x = np.loadtxt(shared / "data/paper/mnist/images/0-1.csv").ravel()
+    label = load_network(onnx).predict(x)
+    wide = falsify(onnx, np.clip(x - 0.3, 0, 1), np.clip(x + 0.3, 0, 1), label=label, budget=3)
+    assert wide is not None and misclassified(load_network(onnx).run(wide), label)
+    assert np.all(wide >= np.clip(x - 0.3, 0, 1)) and np.all(wide <= np.clip(x + 0.3, 0, 1))
+    # A box far inside the certified radius (r* = 33/255 for this image) has no counterexample.
+    assert falsify(onnx, np.clip(x - 0.01, 0, 1), np.clip(x + 0.01, 0, 1), label=label, budget=0.5) is None
