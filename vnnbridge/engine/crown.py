@@ -27,7 +27,7 @@ from vnnbridge.engine.bounds import layer_bounds
 from vnnbridge.engine.graph import LayerNet
 from vnnbridge.engine.torchnet import TorchNet
 
-__all__ = ["Pass", "backward_bound", "intermediate_bounds", "optimise"]
+__all__ = ["Pass", "backward_bound", "clamp_splits", "intermediate_bounds", "optimise"]
 
 # Rows of identity back-substituted at once when tightening a layer's bounds (memory cap).
 _CHUNK_ENTRIES = 4_000_000

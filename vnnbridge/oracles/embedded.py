@@ -288,15 +288,36 @@ class _Run:
 
     def decide_bab(self, pending: _Open) -> tuple[Verdict, np.ndarray | None, str]:
         """Branch and bound on torch bounds, one polytope at a time (most promising first)."""
-        from vnnbridge.engine.crown import intermediate_bounds
+        from vnnbridge.engine.crown import intermediate_bounds, optimise
         from vnnbridge.engine.torchnet import torch_net
 
+
         tn = torch_net(self.net, self.o.device)
-        lower, upper = intermediate_bounds(self.net, tn, pending.lo, pending.hi, self.o.bab.inter_iters,
+        # Cheap first: CROWN intermediate bounds and alpha-CROWN on the output rows of every open
+        # polytope at once (one domain per polytope, rows padded with never-refuting zeros).
+        lower, upper = intermediate_bounds(self.net, tn, pending.lo, pending.hi,
                                            deadline=time.perf_counter() + 0.25 * self.left())
+        polys = pending.polys
+        rows = max(len(b) for _, b, _ in polys)
+        c = np.zeros((len(polys), rows, self.net.outputs))
+        target = np.full((len(polys), rows), np.inf)
+        for i, (a, b, tol) in enumerate(polys):
+            c[i, :len(b)] = a
+            target[i, :len(b)] = b + tol
+        best, alpha, _, _ = optimise(tn, lower, upper, tn.tensor(pending.lo)[None], tn.tensor(pending.hi)[None],
+                                     tn.tensor(c), tn.tensor(target), None, None, None, self.o.bab.root_iters)
+        refuted = (best > tn.tensor(target)).any(-1).cpu().numpy()
+        left = [i for i in np.argsort(pending.order) if not refuted[i]]
+        if not left:
+            return Verdict.UNSAT, None, ""
+        # The hard ones: alpha-optimised intermediate bounds, then branch and bound per polytope.
+        if self.o.bab.inter_iters:
+            lower, upper = intermediate_bounds(self.net, tn, pending.lo, pending.hi, self.o.bab.inter_iters,
+                                               deadline=time.perf_counter() + 0.25 * self.left())
         undecided = []
-        for i in np.argsort(pending.order):
+        for i in left:
             a, b, tol = pending.polys[i]
+            warm = [al[i:i + 1, :len(b)].clone() for al in alpha]
             if self.left() <= 0:
                 return Verdict.TIMEOUT, None, "ran out of time in branch and bound"
             obj = Objective.from_polytopes([(a, b)])
@@ -305,7 +326,7 @@ class _Run:
                 return self.attack(obj, pending.lo, pending.hi, x0, max(10, self.o.steps), step0=0.1, step_end=1e-4)
 
             out = verify_polytope(self.net, tn, lower, upper, pending.lo, pending.hi, a, b, tol, self.deadline,
-                                  self.confirm, polish, self.o.bab)
+                                  self.confirm, polish, self.o.bab, warm)
             log.debug("branch and bound: %s after %d domains %s", out.status, out.domains, out.stats)
             if out.status == "sat":
                 return Verdict.SAT, out.x, ""
