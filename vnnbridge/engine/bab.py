@@ -116,7 +116,8 @@ class _Search:
         import torch
 
         with torch.no_grad():
-            pts = x.reshape(-1, x.shape[-1])
+            # centre ± radius can land an ulp outside the box: clip (the witness check is exact).
+            pts = torch.minimum(torch.maximum(x.reshape(-1, x.shape[-1]), self.lo), self.hi)
             y = self.tn.forward(pts)
             v = ((y @ self.c[0].T) - self.tn.tensor(self.b_np)).max(-1).values
             i = int(torch.argmin(v))
