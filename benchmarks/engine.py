@@ -194,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--call-timeout", type=float, default=60.0, help="seconds per oracle call of a search")
     p.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     args = p.parse_args(argv)
+    # The one-time torch import (seconds under load) is nobody's per-query time.
+    from vnnbridge.engine.torchnet import set_threads
+
+    set_threads()
     folder = Path(tempfile.mkdtemp(prefix="vnnbridge-engine-bench-"))
     os.environ.setdefault("VNNBRIDGE_CACHE", str(folder / "cache"))
     parts = args.part.split(",")

@@ -118,6 +118,8 @@ class EmbeddedOracle:
         start = time.perf_counter()
         deadline = start + max(0.0, float(timeout))
         net = load_layer_net(query.onnx)
+        if self.use_milp and self.engine != "milp" and sum(net.widths) > self.milp_binaries:
+            _import_torch_soon()
         spec = query.spec
         if net.inputs != spec.inputs or net.outputs != spec.outputs:
             raise InputError(f"the spec has {spec.inputs} inputs and {spec.outputs} outputs, the network "
@@ -152,6 +154,21 @@ class EmbeddedOracle:
         if reasons:
             return result(Verdict.UNKNOWN, reason="; ".join(reasons))
         return result(Verdict.UNSAT)
+
+
+@lru_cache(maxsize=1)
+def _import_torch_soon() -> None:
+    """Import torch in a background thread while the numpy steps run (seconds saved on the first
+    query that reaches branch and bound; Python's import lock makes a later import wait for it)."""
+    import threading
+
+    def work() -> None:
+        try:
+            import torch  # noqa: F401 - the import is the point
+        except ImportError:  # reported where torch is really needed
+            pass
+
+    threading.Thread(target=work, name="vnnbridge-import-torch", daemon=True).start()
 
 
 @lru_cache(maxsize=1)
