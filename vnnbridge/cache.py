@@ -1,13 +1,21 @@
-"""The cache directory: derived models and written queries, keyed by content hash, never beside inputs."""
+"""The cache directory: derived models and written queries, keyed by content hash, never beside inputs.
+
+`CallCache` keeps oracle answers in a folder of small JSON files, one per content key. Every
+write goes through `atomic_write` (a private temp file, then a rename), so any number of
+processes, on one machine or on a shared file system, may read and write it at once: a
+reader sees a whole record or none, and two writers of one key write the same answer.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write", "cache_dir", "file_digest", "sha256_bytes", "sha256_file"]
+__all__ = ["CallCache", "atomic_write", "cache_dir", "file_digest", "sha256_bytes", "sha256_file"]
 
 
 def cache_dir(kind: str = "") -> Path:
@@ -62,3 +70,35 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+class CallCache:
+    """Records on disk, keyed by the sha256 of their key parts; safe for concurrent writers.
+
+    The caller decides what is worth keeping (a batch keeps only definitive oracle answers).
+    A record that cannot be read back (a foreign or damaged file) counts as absent.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+
+    @staticmethod
+    def key(parts: dict[str, Any]) -> str:
+        """The content key of ``parts`` (JSON with sorted keys, hashed)."""
+        return sha256_bytes(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode())
+
+    def path(self, key: str) -> Path:
+        """Where the record of ``key`` lives (two-letter fan-out keeps folders small)."""
+        return self.folder / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The record stored under ``key``, or None."""
+        try:
+            data = json.loads(self.path(key).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and data.get("key") == key else None
+
+    def put(self, key: str, record: dict[str, Any]) -> None:
+        """Store ``record`` under ``key`` (atomically; a concurrent writer of the same key is harmless)."""
+        atomic_write(self.path(key), json.dumps({**record, "key": key}, sort_keys=True))

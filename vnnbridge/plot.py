@@ -14,7 +14,7 @@ import numpy as np
 
 from vnnbridge.certificate import read_certificate
 
-__all__ = ["draw_certificate", "save_figure"]
+__all__ = ["draw_batch", "draw_certificate", "save_figure"]
 
 
 def _image_shape(shape: list[int], n: int) -> tuple[int, ...] | None:
@@ -93,3 +93,92 @@ def save_figure(fig: Any, output: str | Path, dpi: int) -> Path:
     fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return out
+
+
+def _box_arrays(data: dict[str, Any]) -> tuple[np.ndarray, ...]:
+    """x, box lower/upper and domain lower/upper of a certificate's JSON, exactly (from hex)."""
+    def hexes(values: list[str]) -> np.ndarray:
+        return np.array([float.fromhex(h) for h in values])
+
+    return (hexes(data["input"]["hex"]), hexes(data["box"]["lower_hex"]), hexes(data["box"]["upper_hex"]),
+            hexes(data["domain"]["lower_hex"]), hexes(data["domain"]["upper_hex"]))
+
+
+def draw_batch(folder: str | Path, output: str | Path, smallest: int = 8) -> Path:
+    """A batch at a glance: the apothem histogram per class, and the ``smallest`` certified inputs with their boxes.
+
+    Each of the smallest-apothem inputs is drawn as its image (or values), and below it its box:
+    the lower and the upper bound side by side (for non-image inputs, the box as bars and its slack).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vnnbridge.batch.table import RESULTS, read_rows
+    from vnnbridge.errors import CertificateError
+
+    root = Path(folder)
+    rows = read_rows(root / RESULTS)
+    if not rows:
+        raise CertificateError("no finished inputs (results.csv is missing or empty)", path=str(root))
+    classes: dict[str, list[float]] = {}
+    for r in rows:
+        cls = r.get("true_label") or r.get("label") or "?"
+        values = classes.setdefault(cls, [])
+        if r.get("status") == "certified" and r.get("apothem"):
+            values.append(float(r["apothem"]))
+    names = sorted(classes, key=lambda c: (0, int(c)) if c.lstrip("-").isdigit() else (1, c))
+    certified = sorted((r for r in rows if r.get("status") == "certified" and r.get("apothem")),
+                       key=lambda r: (float(r["apothem"]), r["id"]))[:max(0, smallest)]
+    cols = 5
+    hist_rows = -(-len(names) // cols)
+    grid_rows = -(-len(certified) // cols) * 2
+    fig = plt.figure(figsize=(13, 2.2 * hist_rows + 1.6 * grid_rows + 0.6))
+    spec = fig.add_gridspec(hist_rows + grid_rows, cols, height_ratios=[1.3] * hist_rows + [1.0] * grid_rows)
+    every = [v for vs in classes.values() for v in vs]
+    bins = np.linspace(0.0, max(every) if every else 1.0, 21)
+    for k, cls in enumerate(names):
+        ax = fig.add_subplot(spec[k // cols, k % cols])
+        group = [r for r in rows if (r.get("true_label") or r.get("label") or "?") == cls]
+        ax.hist(classes[cls], bins=bins, color="tab:blue")
+        ax.set_title(f"class {cls}: {len(classes[cls])}/{len(group)} certified", fontsize=9)
+        ax.tick_params(labelsize=7)
+        if k % cols == 0:
+            ax.set_ylabel("inputs", fontsize=8)
+        if k // cols == hist_rows - 1:
+            ax.set_xlabel("apothem", fontsize=8)
+    for k, r in enumerate(certified):
+        try:
+            data = read_certificate(root / r["id"])
+        except CertificateError:
+            continue
+        x, lo, hi, dlo, dhi = _box_arrays(data)
+        slack = np.minimum(np.where(lo > dlo, x - lo, np.inf), np.where(hi < dhi, hi - x, np.inf))
+        slack = np.where(np.isinf(slack), np.nan, slack)
+        shape = data["input"].get("shape") or data["network"].get("input_shape") or [x.size]
+        dims = _image_shape(list(shape), x.size)
+        row0 = hist_rows + 2 * (k // cols)
+        top, bottom = fig.add_subplot(spec[row0, k % cols]), fig.add_subplot(spec[row0 + 1, k % cols])
+        label = f"#{r['id']} label {r.get('label')}" + (f" (true {r['true_label']})" if r.get("true_label") else "")
+        top.set_title(f"{label}\napothem {float(r['apothem']):.4g}", fontsize=8)
+        if dims is not None:
+            top.imshow(_as_image(x, dims), cmap="gray", vmin=float(dlo.min()), vmax=float(dhi.max()),
+                       interpolation="nearest")
+            gap = np.full((_as_image(x, dims).shape[0], 2), np.nan)
+            pair = np.hstack([_as_image(lo, dims), gap, _as_image(hi, dims)])
+            cm = matplotlib.colormaps["gray"].with_extremes(bad="white")
+            bottom.imshow(pair, cmap=cm, vmin=float(dlo.min()), vmax=float(dhi.max()), interpolation="nearest")
+            bottom.set_title("box: lower | upper", fontsize=8)
+            for ax in (top, bottom):
+                ax.set_xticks([])
+                ax.set_yticks([])
+        else:
+            idx = np.arange(x.size)
+            top.plot(idx, x, "k.", markersize=2)
+            top.bar(idx, hi - lo, bottom=lo, color="tab:blue", alpha=0.4)
+            bottom.bar(idx, np.nan_to_num(slack, nan=0.0), color="tab:green")
+            bottom.set_title("box slack", fontsize=8)
+    fig.suptitle(f"{root.name}: {len(rows)} inputs, apothem per class; the {len(certified)} smallest "
+                 "certified apothems with their boxes", fontsize=10)
+    return save_figure(fig, output, dpi=100)

@@ -24,6 +24,7 @@ _GROUPS = (
     "vnnbridge.cli.vnnlib",
     "vnnbridge.cli.oracles",
     "vnnbridge.cli.certify",
+    "vnnbridge.cli.batch",
     "vnnbridge.cli.vnncomp",
 )
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 __all__ = ["add"]
@@ -50,75 +49,25 @@ def _floats(text: str | None) -> list[float] | None:
 
 
 def _certify(args: argparse.Namespace) -> int:
-    from vnnbridge.certificate import write_certificate
-    from vnnbridge.errors import InputError
-    from vnnbridge.inputs import load_input, normalizing_model
-    from vnnbridge.oracles.registry import make_oracle
-    from vnnbridge.search.base import Instance, SearchOptions
-    from vnnbridge.search.compose import certify, parse_method
-    from vnnbridge.search.metrics import box_metrics
+    from vnnbridge.job import CertifyJob, run_job
 
-    parse_method(args.method)  # fail on a bad name before loading anything
-    loaded = load_input(args.input, args.index)
-    mean, std = _floats(args.mean), _floats(args.std)
-    onnx = Path(args.onnx)
-    if (mean is None) != (std is None):
-        raise InputError("--mean and --std go together")
-    if mean is not None and std is not None:
-        onnx = normalizing_model(onnx, mean, std)
-    options = SearchOptions(timeout=args.timeout, order=args.order, step=args.step, jobs=args.jobs,
-                            max_calls=args.max_calls)
-    try:
-        instance = Instance.make(onnx, loaded.x, args.label, loaded.domain, args.delta, args.margin)
-    except InputError as exc:
-        # Shape, domain and grid problems are about the input: name its file in the one-line error.
-        exc.path = exc.path or args.input
-        raise
-    oracle = make_oracle(args.oracle)
+    job = CertifyJob(onnx=args.onnx, input=args.input, index=args.index, label=args.label, method=args.method,
+                     dual=None if args.dual == "none" else args.dual, oracle=args.oracle, delta=args.delta,
+                     timeout=args.timeout, out=args.out, jobs=args.jobs, margin=args.margin,
+                     mean=_floats(args.mean), std=_floats(args.std), order=args.order, step=args.step,
+                     max_calls=args.max_calls)
     progress = _Progress(sys.stderr.isatty() and not args.quiet)
-    start = time.perf_counter()
     try:
-        result, dual, prober = certify(instance, oracle, args.method, None if args.dual == "none" else args.dual,
-                                       options, progress)
+        outcome = run_job(job, progress)
     finally:
         progress.close()
-    seconds = time.perf_counter() - start
-    out = Path(args.out) if args.out else Path(f"cert-{Path(args.input).stem}")
-    extra = {"normalization": {"mean": mean, "std": std, "original_network": str(Path(args.onnx).resolve())}
-             if mean is not None else None}
-    write_certificate(out, prober, result, dual, source=loaded.source, shape=loaded.shape, seconds=seconds,
-                      extra=extra)
-    m = box_metrics(result.box, instance.x, instance.domain)
-    robust = sum(c.purpose == "robust" for c in prober.calls)
-    member = len(prober.calls) - robust
-    status = "certified" if result.certified else "NOT certified"
-    text = (f"{Path(args.input).name}: label {instance.label}, {status} by {args.method} with oracle "
-            f"{prober.oracle.name} in {seconds:.2f} s ({robust} robustness calls")
-    text += f", {member} dual calls)." if member else ")."
-    if result.certified:
-        exact = " (grid-exact)" if result.exact else ""
-        text += (f" Apothem {m['apothem']:.6g}{exact}; edges min {m['min_edge']:.4g}, avg {m['avg_edge']:.4g}, "
-                 f"max {m['max_edge']:.4g}; log-volume {m['log_volume'] if m['log_volume'] is None else round(m['log_volume'], 2)}; "
-                 f"{m['complexity']} of {2 * instance.x.size} faces moved off x, "
-                 f"{len(result.blocked())} blocked with a witness")
-        if result.stuck_faces:
-            text += f", {len(result.stuck_faces)} stopped without an answer"
-        if result.open_faces:
-            why = next((n for n in result.notes if "non-answers" in n), "")
-            text += (f", {len(result.open_faces)} still open after repeated non-answers (not maximal)" if why
-                     else f", {len(result.open_faces)} still open when the call budget (--max-calls) ran out")
-        text += "."
-    if dual is not None:
-        dm = box_metrics(dual.box, instance.x, instance.domain)
-        text += f" Dual ({args.dual}): apothem <= {dm['apothem']:.6g}, avg edge {dm['avg_edge']:.4g}."
-    text += f" Certificate: {out}/"
-    print(text)
+    print(outcome.summary())
     if not args.quiet:
-        print(f"check it with: vnnbridge check {out}", file=sys.stderr)
-    if result.interrupted:
-        print(f"vnnbridge: interrupted; the certificate keeps the box certified before ({out}/)", file=sys.stderr)
-        return 130
-    return 0 if result.certified else 1
+        print(f"check it with: vnnbridge check {outcome.out}", file=sys.stderr)
+    if outcome.result.interrupted:
+        print(f"vnnbridge: interrupted; the certificate keeps the box certified before ({outcome.out}/)",
+              file=sys.stderr)
+    return outcome.exit_code
 
 
 def _check(args: argparse.Namespace) -> int:
