@@ -47,6 +47,7 @@ class BabOptions:
     candidates: int = 3  # filtered smart branching: candidates scored per domain (1 = BaBSR)
     lp_unstable: int = 12  # a domain with at most this many unstable units goes to the MILP
     max_domains: int = 200_000
+    memory: float = 2e9  # bytes for the open domains' splits, alphas and betas (caps their number)
     method: str = "bab"  # the MILP's method for the last mile
 
 
@@ -249,11 +250,13 @@ class _Search:
         doms = self.close_small(doms)
         if isinstance(doms, BabResult):
             return doms
+        per_domain = sum(self.tn.widths) * (1 + 2 * self.c.shape[-2] * self.c.element_size())
+        limit = max(self.o.batch, min(self.o.max_domains, int(self.o.memory // max(1, per_domain))))
         while len(doms):
             if self.left() <= 0:
                 return self.done("timeout", message=f"{len(doms)} domains open")
-            if len(doms) > self.o.max_domains:
-                return self.done("unknown", message=f"more than {self.o.max_domains} domains")
+            if len(doms) > limit:
+                return self.done("unknown", message=f"more than {limit} open domains (memory cap)")
             self.stats["rounds"] += 1
             order = torch.argsort(doms.margin)
             n = min(self.o.batch, len(doms))
