@@ -270,8 +270,8 @@ class _Run:
     def decide(self, pending: _Open) -> tuple[Verdict, np.ndarray | None, str]:
         """The complete decision for one open case."""
         binaries, _ = milp_size(self.net, pending.bounds)
-        if self.o.use_milp and (self.o.engine == "bab" or
-                                (self.o.engine == "auto" and binaries > self.o.milp_binaries)):
+        if self.o.use_milp and binaries > 0 and (self.o.engine == "bab" or
+                                                 (self.o.engine == "auto" and binaries > self.o.milp_binaries)):
             return self.decide_bab(pending)
         if not self.o.use_milp or binaries > self.o.max_binaries:
             return self.keep_attacking(pending, f"{binaries} unstable ReLUs: too many for the MILP")
