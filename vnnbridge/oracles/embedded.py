@@ -160,11 +160,12 @@ class EmbeddedOracle:
 def _import_torch_soon() -> None:
     """Import torch in a background thread while the numpy steps run (seconds saved on the first
     query that reaches branch and bound; Python's import lock makes a later import wait for it)."""
+    import importlib
     import threading
 
     def work() -> None:
         try:
-            import torch  # noqa: F401 - the import is the point
+            importlib.import_module("torch")
         except ImportError:  # reported where torch is really needed
             pass
 
