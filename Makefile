@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Test workers: two cores on the reference machine.
 JOBS   ?= 2
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test lint venv bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ demo: $(STAMP)
 	$(VENV)/bin/vnnbridge check $(DEMO_OUT)
 	$(VENV)/bin/vnnbridge show $(DEMO_OUT) -o $(DEMO_OUT).png
 	@echo "certificate: $(DEMO_OUT)/certificate.json  picture: $(DEMO_OUT).png"
+
+# ruff (defects, not style) and mypy on the package; configured in pyproject.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check vnnbridge tests benchmarks
+	$(VENV)/bin/mypy
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(JOBS) -p no:cacheprovider

@@ -15,4 +15,4 @@ fi
 config=()
 [[ -f "$tool/vnncomp.toml" ]] && config=(--config "$tool/vnncomp.toml")
 exec "$python" -m vnnbridge vnncomp-run --category "$2" --onnx "$3" --vnnlib "$4" --results "$5" \
-    --timeout "$6" --started "$started" "${config[@]}"
+    --timeout="$6" --started "$started" "${config[@]}"

@@ -15,7 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CallCache", "atomic_write", "cache_dir", "file_digest", "sha256_bytes", "sha256_file"]
+from vnnbridge.errors import InputError
+
+__all__ = ["CallCache", "atomic_write", "cache_dir", "check_writable_folder", "file_digest", "sha256_bytes",
+           "sha256_file"]
 
 
 def cache_dir(kind: str = "") -> Path:
@@ -56,13 +59,33 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return digest
 
 
+def _umask() -> int:
+    """The process umask. Linux shows it in /proc; elsewhere os.umask can only read it by setting it
+    (and at once back), which races with other threads creating files, hence the /proc path first."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` through a temp file and a rename, so readers never see half a file."""
+    """Write ``data`` to ``path`` through a temp file and a rename, so readers never see half a file.
+
+    The file gets the mode a plain ``open(path, "w")`` would give (0666 less the umask), not
+    mkstemp's private 0600: certificates, benchmarks and result files are meant to be shared.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as stream:
             stream.write(payload)
         os.replace(tmp, target)
@@ -70,6 +93,27 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def check_writable_folder(out: str | os.PathLike[str], option: str) -> None:
+    """Raise `InputError` unless folder ``out`` exists writable or can be made (creates nothing).
+
+    Commands check their output folder (``option`` names it in the message) before any
+    long work, so that minutes of search are never lost to a bad path.
+    """
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{option}: this is a file; a folder is needed here", path=str(target))
+    parent = target
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{option}: {parent} is a file, so no folder can be made inside it", path=str(target))
+    try:  # a real try, not os.access: root passes access() in read-only places such as /proc
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".vnnbridge-probe-"))
+    except OSError as exc:
+        where = "" if parent == target else f" in {parent}"
+        raise InputError(f"{option}: cannot write here{where}: {exc.strerror or exc}", path=str(target)) from None
 
 
 class CallCache:

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vnnbridge.cache import atomic_write, cache_dir, sha256_bytes, sha256_file
-from vnnbridge.errors import InputError, ModelError
+from vnnbridge.errors import InputError, ModelError, require_file
 
 __all__ = ["compares_outputs_only", "marabou_model", "prepare_model"]
 
@@ -48,10 +48,9 @@ def _onnx() -> Any:
 
 
 def _load(path: Path) -> Any:
-    try:
-        return _onnx().load(str(path))
-    except Exception as exc:  # onnx raises several unrelated types for a bad file
-        raise ModelError(f"cannot read ONNX model: {exc}", path=str(path)) from None
+    from vnnbridge.network import load_onnx
+
+    return load_onnx(path)
 
 
 def _graph_input(model: Any) -> Any:
@@ -192,6 +191,8 @@ def _broadcast(values: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndar
         return values.reshape(shape).copy()
     if len(shape) >= 2 and shape[1] == values.size:
         return np.broadcast_to(values.reshape((1, -1) + (1,) * (len(shape) - 2)), shape).copy()
+    if len(shape) >= 2 and shape[0] == values.size:  # CHW: an image input without a batch axis
+        return np.broadcast_to(values.reshape((-1,) + (1,) * (len(shape) - 1)), shape).copy()
     raise InputError(f"--{what} has {values.size} values; the input shape {list(shape)} needs 1, "
                      f"one per channel or one per input")
 
@@ -346,9 +347,7 @@ def prepare_model(path: str | Path, mean: Floats = None, std: Floats = None,
     Removing the softmax keeps every comparison ``y_i <= y_j`` (softmax is monotone) but not
     thresholds on probabilities; pass ``strip_softmax=False`` for specs with those.
     """
-    source = Path(path)
-    if not source.is_file():
-        raise InputError("no such ONNX file", path=str(source))
+    source = require_file(path, "ONNX file")
     m = _vector(0.0 if mean is None else mean, "mean")
     s = _vector(1.0 if std is None else std, "std")
     if np.any(s == 0.0):
@@ -395,10 +394,10 @@ def _fold_constants(model: Any) -> int:
 
     inferred = onnx.shape_inference.infer_shapes(model)
     shapes: dict[str, list[int]] = {}
-    for value in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
-        dims = value.type.tensor_type.shape.dim
+    for info in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
+        dims = info.type.tensor_type.shape.dim
         if dims and all(d.HasField("dim_value") for d in dims):
-            shapes[value.name] = [d.dim_value for d in dims]
+            shapes[info.name] = [d.dim_value for d in dims]
     known: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     folded = []
     for node in model.graph.node:
@@ -409,7 +408,7 @@ def _fold_constants(model: Any) -> int:
             sub = helper.make_graph([node], "fold", [], [helper.make_tensor_value_info(o, 0, None) for o in node.output],
                                     [numpy_helper.from_array(known[n], n) for n in node.input if n])
             sub_model = helper.make_model(sub, opset_imports=model.opset_import)
-            value = list(ReferenceEvaluator(sub_model).run(None, {}))
+            value = [np.asarray(v) for v in ReferenceEvaluator(sub_model).run(None, {})]
         if value is None:
             continue
         for name, array in zip(node.output, value):

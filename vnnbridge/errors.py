@@ -5,6 +5,7 @@
     │   ├── SpecError                   exit 2  a VNN-LIB file that is malformed or inconsistent
     │   │   └── SpecSyntaxError         exit 2  the text does not follow the grammar
     │   ├── ModelError                  exit 2  an ONNX model that cannot be read or is unsupported
+    │   ├── UnknownOracle               exit 2  an oracle name no registry knows
     │   └── CertificateError            exit 2  a certificate folder that cannot be read
     ├── OracleUnavailable               exit 3  an oracle that cannot run on this machine
     ├── OracleProtocolError             exit 1  a tool said something its verdict table does not know
@@ -15,6 +16,8 @@ Located errors (`SpecError` and friends) render as one line ``FILE:LINE:COL: mes
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = [
     "BogusWitness",
     "CertificateError",
@@ -24,7 +27,9 @@ __all__ = [
     "OracleUnavailable",
     "SpecError",
     "SpecSyntaxError",
+    "UnknownOracle",
     "VnnbridgeError",
+    "require_file",
 ]
 
 
@@ -67,6 +72,10 @@ class ModelError(InputError):
     """An ONNX model that cannot be read, or that uses an operator an oracle does not support."""
 
 
+class UnknownOracle(InputError):
+    """An oracle name that is neither built in nor registered (a typo, not a missing install)."""
+
+
 class CertificateError(InputError):
     """A certificate folder that is missing, incomplete or inconsistent."""
 
@@ -83,3 +92,17 @@ class OracleProtocolError(VnnbridgeError):
 
 class BogusWitness(VnnbridgeError):
     """A `sat` witness that, re-run with onnxruntime, does not violate the property."""
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    """``path`` as a Path when it is a file; else the `InputError` that says what it is instead.
+
+    ``what`` names the expected kind of file ("ONNX file", "input file").
+    """
+    p = Path(path)
+    if p.is_dir():
+        article = "an" if what[:1].lower() in "aeiou" else "a"
+        raise InputError(f"this is a folder, not {article} {what}", path=str(p))
+    if not p.is_file():
+        raise InputError(f"no such {what}", path=str(p))
+    return p

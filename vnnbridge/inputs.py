@@ -4,9 +4,8 @@ Every loader returns the values in C order as float64. CSV accepts any row/colum
 (a 28x28 grid or one row of 784; commas, semicolons or blanks). ``idx`` files of unsigned
 bytes and PNG images are scaled to [0, 1] by /255, the convention of the reference networks.
 A VNN-LIB property gives its input box as the domain and the box's centre as x.
-
-`normalizing_model` prepends ``(x - mean) / std`` to an ONNX model, so that boxes stay in
-pixel space for networks that expect normalised input.
+(Normalisation outside the graph, ``--mean/--std``, is composed into the model by
+`vnnbridge.derived.prepare_model`.)
 """
 
 from __future__ import annotations
@@ -16,27 +15,32 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from vnnbridge.box import Box
-from vnnbridge.cache import atomic_write, cache_dir, sha256_bytes, sha256_file
-from vnnbridge.errors import InputError, ModelError
+from vnnbridge.errors import InputError, require_file
 
-__all__ = ["LoadedInput", "load_input", "normalizing_model"]
+__all__ = ["LoadedInput", "check_input", "load_input"]
 
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 @dataclass(frozen=True)
 class LoadedInput:
-    """The input point (flat, float64), its natural shape, and a domain when the file states one."""
+    """The input point (flat, float64), its natural shape, and a domain when the file states one.
+
+    ``source`` names the file, with ``[K]`` appended for item K of a collection; ``label`` is
+    the true label when the file comes with one (an idx labels file beside idx images).
+    """
 
     x: np.ndarray
     shape: tuple[int, ...]
     source: str
     domain: Box | None = None
+    index: int | None = None
+    label: int | None = None
+    label_source: str = ""
 
 
 def _load_csv(path: Path) -> np.ndarray:
@@ -84,7 +88,7 @@ def _load_png(path: Path) -> np.ndarray:
     return arr
 
 
-def _load_idx(path: Path, index: int | None) -> np.ndarray:
+def _load_idx(path: Path, index: int | None, all_items: bool = False) -> np.ndarray:
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with opener(path, "rb") as stream:
@@ -102,6 +106,8 @@ def _load_idx(path: Path, index: int | None) -> np.ndarray:
     if len(body) < count * dtype.itemsize:
         raise InputError(f"idx data is truncated: {len(body)} bytes for shape {dims}", path=str(path))
     arr = np.frombuffer(body, dtype=dtype, count=count).reshape(dims)
+    if all_items:
+        return arr
     if ndim > 1 or index is not None:
         k = 0 if index is None else index
         if index is None and dims[0] != 1:
@@ -111,6 +117,28 @@ def _load_idx(path: Path, index: int | None) -> np.ndarray:
         arr = arr[k]
     out = np.asarray(arr, dtype=np.float64)
     return out / 255.0 if data[2] == 0x08 else out
+
+
+def _labels_beside(path: Path) -> Path | None:
+    """The idx labels file that the MNIST naming puts beside an idx images file, if it is there."""
+    name = path.name
+    for images, labels in (("images-idx3", "labels-idx1"), ("images.idx3", "labels.idx1")):
+        if images in name:
+            candidate = path.with_name(name.replace(images, labels))
+            return candidate if candidate.is_file() else None
+    return None
+
+
+def _true_label(path: Path, index: int) -> int | None:
+    """Item ``index`` of the labels file beside ``path`` (None when there is none or it does not fit)."""
+    labels = _labels_beside(path)
+    if labels is None:
+        return None
+    try:
+        values = _load_idx(labels, None, all_items=True)
+    except InputError:
+        return None
+    return int(values[index]) if values.ndim == 1 and 0 <= index < values.size else None
 
 
 def _load_vnnlib(path: Path) -> tuple[np.ndarray, Box]:
@@ -123,13 +151,18 @@ def _load_vnnlib(path: Path) -> tuple[np.ndarray, Box]:
     return box.center(), box
 
 
+def _is_idx(name: str) -> bool:
+    return "idx" in name or name.endswith("-ubyte") or name.endswith("-ubyte.gz")
+
+
 def load_input(path: str | Path, index: int | None = None) -> LoadedInput:
     """Load x from ``path``; ``index`` picks one item of an idx or npy collection."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("no such input file", path=str(p))
+    p = require_file(path, "input file")
     name = p.name.lower()
-    domain = None
+    if index is not None and not (name.endswith(".npy") or _is_idx(name)):
+        raise InputError(f"--index {index} picks an item of an idx or .npy collection; this file is one input",
+                         path=str(p))
+    domain, label, label_source = None, None, ""
     if name.endswith(".csv") or name.endswith(".txt"):
         arr = _load_csv(p)
     elif name.endswith(".npy"):
@@ -138,57 +171,44 @@ def load_input(path: str | Path, index: int | None = None) -> LoadedInput:
         arr = _load_png(p)
     elif name.endswith(".vnnlib") or name.endswith(".vnnlib.gz"):
         arr, domain = _load_vnnlib(p)
-    elif "idx" in name or name.endswith("-ubyte") or name.endswith("-ubyte.gz"):
+    elif _is_idx(name):
         arr = _load_idx(p, index)
+        label = _true_label(p, 0 if index is None else index)
+        label_source = str(_labels_beside(p)) if label is not None else ""
     else:
         raise InputError("unknown input format; use .csv, .npy, .png, an idx file (.gz too) or .vnnlib",
                          path=str(p))
     if not np.all(np.isfinite(arr)):
         raise InputError("the input holds non-finite values", path=str(p))
-    return LoadedInput(np.ascontiguousarray(arr, dtype=np.float64).ravel(), tuple(arr.shape), str(p), domain)
+    source = str(p) if index is None else f"{p}[{index}]"
+    return LoadedInput(np.ascontiguousarray(arr, dtype=np.float64).ravel(), tuple(arr.shape), source, domain,
+                       index, label, label_source)
 
 
-def _per_channel(values: Sequence[float], shape: tuple[int, ...]) -> np.ndarray:
-    v = np.asarray(values, dtype=np.float32)
-    if v.size == 1:
-        return v.reshape(())
-    if len(shape) >= 2 and shape[1] == v.size:
-        return v.reshape((1, v.size) + (1,) * (len(shape) - 2))  # NCHW channels
-    if len(shape) >= 1 and shape[0] == v.size:
-        return v.reshape((v.size,) + (1,) * (len(shape) - 1))  # CHW channels
-    raise InputError(f"--mean/--std have {v.size} values; give one or one per channel of input shape {shape}")
+def check_input(loaded: LoadedInput, inputs: int, domain: Box) -> None:
+    """Raise a one-line `InputError` (with a hint) unless ``loaded`` fits a network of ``inputs`` values in ``domain``.
 
-
-def normalizing_model(onnx_path: str | Path, mean: Sequence[float], std: Sequence[float]) -> Path:
-    """An ONNX model that computes ``net((x - mean) / std)`` (cached by content hash)."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    if any(s == 0 for s in std):
-        raise InputError("--std must not be 0")
-    src = Path(onnx_path)
-    key = sha256_bytes(f"{sha256_file(src)}|{list(mean)!r}|{list(std)!r}".encode())
-    target = cache_dir("models") / f"{key[:24]}.onnx"
-    if target.is_file():
-        return target
-    try:
-        model = onnx.load(str(src))
-    except Exception as exc:  # onnx raises several unrelated types for a bad file
-        raise ModelError(f"cannot read ONNX model: {exc}", path=str(src)) from None
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise ModelError(f"expected one input tensor, found {len(inputs)}", path=str(src))
-    old = inputs[0]
-    shape = tuple(d.dim_value or 1 for d in old.type.tensor_type.shape.dim)
-    new_name = f"{old.name}__pixels"
-    graph = model.graph
-    new_input = helper.make_tensor_value_info(new_name, old.type.tensor_type.elem_type, list(shape))
-    graph.initializer.extend([numpy_helper.from_array(_per_channel(mean, shape), f"{old.name}__mean"),
-                              numpy_helper.from_array(_per_channel(std, shape), f"{old.name}__std")])
-    graph.node.insert(0, helper.make_node("Div", [f"{old.name}__centred", f"{old.name}__std"], [old.name]))
-    graph.node.insert(0, helper.make_node("Sub", [new_name, f"{old.name}__mean"], [f"{old.name}__centred"]))
-    graph.input.remove(old)
-    graph.input.insert(0, new_input)
-    atomic_write(target, model.SerializeToString())
-    return target
+    A stack of inputs without ``--index`` and pixel values in 0..255 are the usual slips; the
+    error says which coordinate is out of the domain and what to do.
+    """
+    x, shape = loaded.x, loaded.shape
+    if x.size != inputs:
+        hint = ""
+        if loaded.index is None and len(shape) > 1 and shape[0] > 1 and x.size == shape[0] * inputs:
+            hint = f"; the file holds {shape[0]} inputs of {inputs} values: pick one with --index K"
+        raise InputError(f"the input has {x.size} values, the network expects {inputs}{hint}", path=loaded.source)
+    if domain.dim != x.size:
+        raise InputError(f"the domain has {domain.dim} coordinates, the input {x.size}", path=loaded.source)
+    lo, hi = domain.arrays()
+    outside = np.nonzero((x < lo) | (x > hi))[0]
+    if outside.size == 0:
+        return
+    i = int(outside[0])
+    where = f"coordinate {i}" + (f" {tuple(int(k) for k in np.unravel_index(i, shape))}" if len(shape) > 1 else "")
+    text = (f"the input lies outside the domain: {where} is {float(x[i])!r}, not in "
+            f"[{float(lo[i])!r}, {float(hi[i])!r}]"
+            f" ({outside.size} of {x.size} values outside)")
+    if (np.all(lo == 0.0) and np.all(hi == 1.0) and x.min() >= 0.0 and 1.0 < x.max() <= 255.0
+            and np.array_equal(x, np.round(x))):
+        text += "; the values look like 0-255 pixels: divide them by 255 (the domain is [0, 1])"
+    raise InputError(text, path=loaded.source)

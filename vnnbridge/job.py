@@ -7,15 +7,21 @@ worker process) and get back a `CertifyOutcome` that knows its exit code and sum
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from vnnbridge.errors import InputError
-from vnnbridge.search.names import DEFAULT_DUAL, DEFAULT_METHOD
+from vnnbridge.search.names import DEFAULT_DUAL, DEFAULT_MAX_CALLS, DEFAULT_METHOD
 
-__all__ = ["CertifyJob", "CertifyOutcome", "default_out", "run_job"]
+__all__ = ["CertifyJob", "CertifyOutcome", "default_out", "run_job", "terminate_as_interrupt"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,12 +44,34 @@ class CertifyJob:
     std: Sequence[float] | None = None
     order: str = "dfs"
     step: str = "bisect"
-    max_calls: int = 100_000
+    max_calls: int = DEFAULT_MAX_CALLS  # per search phase
 
 
 def default_out(job: CertifyJob) -> Path:
-    """The certificate folder when ``--out`` is not given: ``cert-<input stem>``."""
-    return Path(job.out) if job.out else Path(f"cert-{Path(job.input).stem}")
+    """The certificate folder: ``--out``, else ``cert-<input stem>`` (``cert-<stem>-<K>`` for item K)."""
+    if job.out:
+        return Path(job.out)
+    return Path(f"cert-{Path(job.input).stem}" + ("" if job.index is None else f"-{job.index}"))
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM acts as Ctrl-C: a certified box found so far is kept and written.
+
+    Only in the main thread (Python delivers signals there); elsewhere a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass
@@ -74,7 +102,8 @@ class CertifyOutcome:
         robust = sum(c.purpose == "robust" for c in prober.calls)
         member = len(prober.calls) - robust
         status = "certified" if result.certified else "NOT certified"
-        text = (f"{Path(job.input).name}: label {instance.label}, {status} by {job.method} with oracle "
+        name = Path(job.input).name + ("" if job.index is None else f"[{job.index}]")
+        text = (f"{name}: label {instance.label}, {status} by {job.method} with oracle "
                 f"{prober.oracle.name} in {self.seconds:.2f} s ({robust} robustness calls")
         text += f", {member} dual calls)." if member else ")."
         if result.certified:
@@ -97,43 +126,72 @@ class CertifyOutcome:
         return text + f" Certificate: {self.out}/"
 
 
+def _check_labels(job: CertifyJob, loaded: Any, instance: Any) -> None:
+    """Warn loudly when the prediction at x disagrees with a given or recorded true label."""
+    predicted = instance.net.predict(instance.x)
+    if job.label is not None and job.label != predicted:
+        log.warning("--label %d: x itself is misclassified for it (the network predicts %d), so no box can be "
+                    "certified; the search stops at its first call, without a dual. If the network expects "
+                    "normalised input, give --mean/--std", job.label, predicted)
+    elif loaded.label is not None and loaded.label != predicted:
+        hint = ("" if job.mean is not None else
+                "; if the network was trained on normalised input, give --mean/--std (see README)")
+        log.warning("the network predicts %d at %s, but its true label is %d (%s): the certificate is about "
+                    "label %d%s", predicted, loaded.source, loaded.label, loaded.label_source, instance.label, hint)
+
+
 def run_job(job: CertifyJob, on_call: Callable[[Any], None] | None = None, oracle: Any = None) -> CertifyOutcome:
     """Certify one input and write its certificate folder.
 
     ``oracle`` may be an oracle already made (a batch worker keeps one warm); otherwise the
-    job's oracle name is made here. Bad input raises `InputError` before any oracle call.
+    job's oracle name is made here. Bad input (the input, the model, the options, the oracle
+    name, an ``--out`` that cannot be written) raises `InputError` before any oracle call.
     """
+    from vnnbridge.box import Box
+    from vnnbridge.cache import check_writable_folder
     from vnnbridge.certificate import write_certificate
-    from vnnbridge.inputs import load_input, normalizing_model
+    from vnnbridge.derived import prepare_model
+    from vnnbridge.inputs import check_input, load_input
+    from vnnbridge.network import load_network
     from vnnbridge.oracles.registry import make_oracle
     from vnnbridge.search.base import Instance, SearchOptions
     from vnnbridge.search.compose import certify, parse_method
     from vnnbridge.search.metrics import box_metrics
 
     parse_method(job.method)  # fail on a bad name before loading anything
+    out = default_out(job)
+    check_writable_folder(out, "--out")
     loaded = load_input(job.input, job.index)
     onnx = Path(job.onnx)
     if (job.mean is None) != (job.std is None):
         raise InputError("--mean and --std go together")
     if job.mean is not None and job.std is not None:
-        onnx = normalizing_model(onnx, job.mean, job.std)
+        # Softmax stays: the certificate is about exactly net((x - mean) / std).
+        onnx = prepare_model(onnx, job.mean, job.std, strip_softmax=False)
     options = SearchOptions(timeout=job.timeout, order=job.order, step=job.step, jobs=job.jobs,
                             max_calls=job.max_calls)
+    net = load_network(onnx)
+    domain = loaded.domain or Box.from_arrays([0.0] * loaded.x.size, [1.0] * loaded.x.size)
+    check_input(loaded, net.inputs, domain)
     try:
-        instance = Instance.make(onnx, loaded.x, job.label, loaded.domain, job.delta, job.margin)
+        instance = Instance.make(onnx, loaded.x, job.label, domain, job.delta, job.margin)
     except InputError as exc:
         # Shape, domain and grid problems are about the input: name its file in the one-line error.
-        exc.path = exc.path or job.input
+        exc.path = exc.path or loaded.source
         raise
+    _check_labels(job, loaded, instance)
     if oracle is None:
         oracle = make_oracle(job.oracle)
     start = time.perf_counter()
     result, dual, prober = certify(instance, oracle, job.method, job.dual, options, on_call)
     seconds = time.perf_counter() - start
-    out = default_out(job)
-    extra = {"normalization": {"mean": list(job.mean), "std": list(job.std),
-                               "original_network": str(Path(job.onnx).resolve())}
-             if job.mean is not None and job.std is not None else None}
+    normalization = None
+    if job.mean is not None and job.std is not None:
+        normalization = {"mean": list(job.mean), "std": list(job.std),
+                         "original_network": str(Path(job.onnx).resolve())}
+    extra: dict[str, Any] = {"normalization": normalization}
+    if loaded.label is not None:
+        extra["input_true_label"] = {"label": loaded.label, "source": loaded.label_source}
     write_certificate(out, prober, result, dual, source=loaded.source, shape=loaded.shape, seconds=seconds,
                       extra=extra)
     metrics = box_metrics(result.box, instance.x, instance.domain)

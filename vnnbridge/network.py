@@ -11,9 +11,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from vnnbridge.cache import file_digest
-from vnnbridge.errors import InputError, ModelError
+from vnnbridge.errors import ModelError, require_file
 
-__all__ = ["Network", "load_network", "marabou_model", "prepare_model"]
+__all__ = ["Network", "load_network", "load_onnx", "marabou_model", "prepare_model"]
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +58,22 @@ class Network:
         return int(np.argmax(self.run(x)))
 
 
+def load_onnx(path: str | Path, external_data: bool = True) -> Any:
+    """The ``onnx.ModelProto`` in ``path``; any failure to read it is a `ModelError` naming the file."""
+    import onnx
+
+    p = require_file(path, "ONNX file")
+    try:
+        return onnx.load(str(p), load_external_data=external_data)
+    except Exception as exc:  # onnx raises several unrelated types for a bad file
+        raise ModelError(f"cannot read ONNX model: {exc}", path=str(p)) from None
+
+
 @lru_cache(maxsize=16)
 def _load(path: str, digest: str) -> Network:
-    import onnx
     import onnxruntime as ort
 
-    try:
-        model = onnx.load(path)
-    except Exception as exc:  # onnx raises several unrelated types for a bad file
-        raise ModelError(f"cannot read ONNX model: {exc}", path=path) from None
+    model = load_onnx(path)
     inits = {i.name for i in model.graph.initializer}
     real_inputs = [i for i in model.graph.input if i.name not in inits]
     if len(real_inputs) != 1:
@@ -88,9 +95,7 @@ def _load(path: str, digest: str) -> Network:
 
 def load_network(path: str | Path) -> Network:
     """Load an ONNX classifier (cached by path and content hash)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("no such ONNX file", path=str(p))
+    p = require_file(path, "ONNX file")
     return _load(str(p.resolve()), file_digest(p))
 
 

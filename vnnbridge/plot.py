@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from vnnbridge.certificate import read_certificate
+from vnnbridge.errors import InputError
 
 __all__ = ["draw_batch", "draw_certificate", "save_figure"]
 
@@ -42,6 +43,7 @@ def draw_certificate(folder: str | Path, output: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    _check_output(output)  # before drawing: a bad name costs nothing
     data = read_certificate(folder)
     x = np.array([float.fromhex(h) for h in data["input"]["hex"]])
     lo = np.array([float.fromhex(h) for h in data["box"]["lower_hex"]])
@@ -83,15 +85,34 @@ def draw_certificate(folder: str | Path, output: str | Path) -> Path:
     return save_figure(fig, output, dpi=110)
 
 
+def _check_output(output: str | Path) -> Path:
+    """``output`` when matplotlib can write its format there; else a one-line `InputError`."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    out = Path(output)
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix not in kinds:
+        raise InputError(f"cannot draw a .{suffix or '(no suffix)'} file; use one of "
+                         f"{', '.join('.' + k for k in sorted(kinds))}", path=str(out))
+    if out.is_dir():
+        raise InputError("this is a folder; give the image file to write", path=str(out))
+    return out
+
+
 def save_figure(fig: Any, output: str | Path, dpi: int) -> Path:
     """Lay out, write (creating the folder) and close a matplotlib figure; return its path."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
-    plt.close(fig)
+    try:
+        out = _check_output(output)
+        fig.tight_layout()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=dpi)
+    except OSError as exc:
+        raise InputError(f"cannot write the figure: {exc.strerror or exc}", path=str(output)) from None
+    finally:
+        plt.close(fig)
     return out
 
 
@@ -141,7 +162,7 @@ def draw_batch(folder: str | Path, output: str | Path, smallest: int = 8) -> Pat
     for k, cls in enumerate(names):
         ax = fig.add_subplot(spec[k // cols, k % cols])
         group = [r for r in rows if (r.get("true_label") or r.get("label") or "?") == cls]
-        ax.hist(classes[cls], bins=bins, color="tab:blue")
+        ax.hist(classes[cls], bins=bins.tolist(), color="tab:blue")
         ax.set_title(f"class {cls}: {len(classes[cls])}/{len(group)} certified", fontsize=9)
         ax.tick_params(labelsize=7)
         if k % cols == 0:

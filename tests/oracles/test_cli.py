@@ -74,9 +74,10 @@ def test_tool_error_is_still_a_verdict(shared: Path, tmp_path: Path, capsys: pyt
     assert capsys.readouterr().out.startswith("error (unknown result word 'probably'")
 
 
-def test_unknown_oracle_exits_3(shared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_oracle_exits_2(shared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A name no registry knows is bad input (2); 3 is for a known oracle that cannot run here.
     onnx, prop, _ = _property(shared, tmp_path, "0-1", 0.02)
-    assert main(["query", "--onnx", str(onnx), "--vnnlib", str(prop), "--oracle", "no-such-tool"]) == 3
+    assert main(["query", "--onnx", str(onnx), "--vnnlib", str(prop), "--oracle", "no-such-tool"]) == 2
     assert "no oracle 'no-such-tool'" in capsys.readouterr().err
 
 
@@ -84,7 +85,7 @@ def test_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     missing = tmp_path / "missing.vnnlib"
     assert main(["query", "--onnx", str(missing), "--vnnlib", str(missing)]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == f"{missing}: --onnx: no such file"
+    assert err.strip() == f"{missing}: no such ONNX file"
 
 
 def test_size_mismatch_exits_2(shared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

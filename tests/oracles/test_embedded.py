@@ -209,11 +209,22 @@ def test_bad_options_are_input_errors() -> None:
 
 
 def test_zero_timeout_still_answers(shared: Path, tmp_path: Path) -> None:
+    # A zero budget keeps what costs nothing (the bound screen proves a small radius) and answers
+    # `timeout` at once where the MILP is needed: it never guesses and never overruns.
     onnx_path, images = _paper(shared, "mnist")
     label = load_network(onnx_path).predict(images[2])
-    spec = robustness_spec(Box.cube(images[2], 0.12, UNIT), label, 10)
-    result = make_oracle("embedded").check(_query(onnx_path, spec, tmp_path), 0)
-    assert result.verdict in (Verdict.SAT, Verdict.UNSAT, Verdict.TIMEOUT)
+    oracle = make_oracle("embedded")
+
+    def query(radius: float) -> Query:
+        return _query(onnx_path, robustness_spec(Box.cube(images[2], radius, UNIT), label, 10), tmp_path)
+
+    easy = oracle.check(query(0.02), 0)
+    assert easy.verdict is Verdict.UNSAT, easy.reason
+    hard = query(0.08)  # unsat, but only the MILP proves it
+    assert oracle.check(hard, 60).verdict is Verdict.UNSAT
+    zero = oracle.check(hard, 0)
+    assert zero.verdict is Verdict.TIMEOUT and "time" in zero.reason
+    assert zero.seconds < 5.0  # a deadline already past is noticed before any long work (~0.03 s here)
 
 
 CNNS = ["networks/mnist/Convnet_maxpool.onnx", "networks/mnist/Convnet_avgpool.onnx",

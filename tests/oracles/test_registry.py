@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import vnnbridge.oracles.registry as registry
-from vnnbridge.errors import OracleUnavailable
+from vnnbridge.errors import UnknownOracle
 from vnnbridge.oracles.base import Oracle
 from vnnbridge.oracles.fake import FakeOracle
 from vnnbridge.oracles.registry import Validating, describe_oracles, is_available, make_oracle, oracle_kinds
@@ -40,8 +40,9 @@ def test_every_made_oracle_keeps_the_protocol() -> None:
     assert isinstance(oracle, Oracle) and oracle.name == "fake" and oracle.version() == "0"
 
 
-def test_unknown_kind_is_unavailable() -> None:
-    with pytest.raises(OracleUnavailable, match="no oracle 'nope'"):
+def test_unknown_kind_is_bad_input() -> None:
+    # A typo is bad input (exit 2, the known names listed), not a missing install (exit 3).
+    with pytest.raises(UnknownOracle, match="no oracle 'nope'; known: embedded, marabou"):
         make_oracle("nope")
     assert not is_available("nope")
 

@@ -92,7 +92,11 @@ def test_cli_certify_check_show_on_the_reference_image(tmp_path: Path, capsys: p
     assert code == 0 and "certified by apothem" in text and "Apothem 0.129412" in text
     assert main(["check", str(out)]) == 0
     assert main(["show", str(out), "-o", str(tmp_path / "fig.png")]) == 0
-    assert (tmp_path / "fig.png").stat().st_size > 10_000
+    fig = _pixels(tmp_path / "fig.png")
+    assert fig.shape == (418, 1430, 3)  # four image panels, 13 x 3.8 inches at 110 dpi
+    # The apothem cube's slack is the apothem at every input, the largest slack, so the whole
+    # slack panel is viridis' top colour; the input's background (0) is black in its panel.
+    assert _count(fig, (253, 231, 37)) > 40_000 and _count(fig, (0, 0, 0)) > 40_000
     # a lying certificate: the whole domain claimed robust, refuted by the embedded oracle
     liar = tmp_path / "liar"
     assert main(["certify", "--onnx", str(PAPER / "mnist_784_32_10.onnx"), "--input",
@@ -114,13 +118,27 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["check", str(tmp_path)]) == 2
 
 
+def _pixels(png: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(png) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.int64)
+
+
+def _count(pixels: np.ndarray, colour: tuple[int, int, int], tol: int = 3) -> int:
+    """How many pixels have ``colour`` (within ``tol`` per channel)."""
+    return int(np.sum(np.all(np.abs(pixels - np.array(colour)) <= tol, axis=-1)))
+
+
 def test_show_draws_bar_charts_for_flat_inputs(linear_net: tuple, linear_oracle: Validating, tmp_path: Path) -> None:
     from vnnbridge.plot import draw_certificate
 
     path, _, _, x = linear_net
     out = _write(tmp_path, Instance.make(path, x, None), linear_oracle, method="apothem+grow", dual=None)
-    fig = draw_certificate(out, tmp_path / "bars.png")
-    assert fig.stat().st_size > 5_000
+    fig = _pixels(draw_certificate(out, tmp_path / "bars.png"))
+    # The certified box as light (alpha 0.4) tab:blue bars, the slack as tab:green bars, x as black dots.
+    assert _count(fig, (165, 201, 225)) > 500 and _count(fig, (44, 160, 44)) > 500
+    assert _count(fig, (0, 0, 0), tol=40) > 20
 
 
 def test_cli_certify_names_the_input_file_on_a_shape_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

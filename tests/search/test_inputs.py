@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from vnnbridge.errors import InputError
-from vnnbridge.inputs import load_input, normalizing_model
+from vnnbridge.derived import prepare_model
+from vnnbridge.inputs import load_input
 from vnnbridge.network import load_network
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,8 +72,8 @@ def test_bad_inputs_are_located(tmp_path: Path) -> None:
         load_input(tmp_path / "x.bin")
 
 
-def test_normalizing_model_keeps_boxes_in_pixel_space(pixels: np.ndarray) -> None:
+def test_normalisation_keeps_boxes_in_pixel_space(pixels: np.ndarray) -> None:
     net = ROOT / "tests" / "data" / "paper" / "mnist_784_32_10.onnx"
-    wrapped = load_network(normalizing_model(net, [0.5], [0.25]))
+    wrapped = load_network(prepare_model(net, [0.5], [0.25], strip_softmax=False))
     plain = load_network(net)
     assert np.allclose(wrapped.run(pixels), plain.run((pixels - 0.5) / 0.25), atol=1e-5)

@@ -12,7 +12,7 @@ from vnnbridge.cli import main
 from vnnbridge.errors import InputError
 from vnnbridge.inputs import load_input
 from vnnbridge.network import load_network
-from vnnbridge.vnncomp.compare import Comparison, Outcome, compare_oracles, draw_cactus, format_table
+from vnnbridge.vnncomp.compare import OracleComparison, Outcome, compare_oracles, draw_cactus, format_table
 from vnnbridge.vnncomp.export import read_instances
 from vnnbridge.vnnlib.parser import parse_file
 
@@ -122,7 +122,7 @@ def test_bogus_witness_counts_as_wrong(sweep: Path, tmp_path: Path) -> None:
     assert not ok and "does not violate" in reason
     bogus = Outcome("liar", "c", onnx, vnnlib, 10, 0.1, "sat", 0.5, result, witness_ok=False, wrong=True)
     honest = Outcome("honest", "c", onnx, vnnlib, 10, 0.1, "unsat", 0.5, result)
-    cmp = Comparison([bogus, honest], ["liar", "honest"], compare._disagreements([bogus, honest]))
+    cmp = OracleComparison([bogus, honest], ["liar", "honest"], compare._disagreements([bogus, honest]))
     by = {s.oracle: s for s in cmp.summaries()}
     assert (by["liar"].bogus, by["liar"].wrong, by["liar"].score) == (1, 1, -150)
     assert by["honest"].score == 10 and len(cmp.disagreements) == 1

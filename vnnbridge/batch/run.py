@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Generator, Iterator, Sequence
 
 from vnnbridge.batch.sources import Item, collect, parse_range
 from vnnbridge.batch.table import RESULTS, append_row, class_summary, read_rows, write_rows
@@ -139,7 +139,7 @@ def _locked(out: Path) -> Iterator[None]:
         yield  # the lock goes with the process, kill -9 included
 
 
-Results = Iterator[tuple[Item, dict[str, object]]]
+Results = Generator[tuple[Item, dict[str, object]], None, None]  # closed to stop the workers
 
 
 def _serial(spec: BatchSpec, items: Sequence[Item]) -> Results:

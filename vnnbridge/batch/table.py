@@ -14,7 +14,7 @@ import math
 import os
 import statistics
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from vnnbridge.cache import atomic_write
 
@@ -44,7 +44,7 @@ def read_rows(path: str | os.PathLike[str], repair: bool = False) -> list[dict[s
             and row.get("id")]
 
 
-def _line(row: dict[str, object]) -> str:
+def _line(row: Mapping[str, object]) -> str:
     buf = io.StringIO()
     csv.DictWriter(buf, FIELDS, lineterminator="\n", extrasaction="ignore").writerow(
         {k: "" if row.get(k) is None else row.get(k) for k in FIELDS})
@@ -62,7 +62,7 @@ def append_row(path: str | os.PathLike[str], row: dict[str, object]) -> None:
         os.close(fd)
 
 
-def write_rows(path: str | os.PathLike[str], rows: Iterable[dict[str, object]]) -> None:
+def write_rows(path: str | os.PathLike[str], rows: Iterable[Mapping[str, object]]) -> None:
     """Rewrite the whole results file (atomically)."""
     atomic_write(path, ",".join(FIELDS) + "\n" + "".join(_line(r) for r in rows))
 

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from vnnbridge.batch.sources import Item
 from vnnbridge.errors import VnnbridgeError
-from vnnbridge.search.names import DEFAULT_DUAL, DEFAULT_METHOD
+from vnnbridge.search.names import DEFAULT_DUAL, DEFAULT_MAX_CALLS, DEFAULT_METHOD
 
 __all__ = ["BatchSpec", "certify_item", "failed_row", "init_worker", "supports_confirm"]
 
@@ -49,7 +49,7 @@ class BatchSpec:
     margin: float = 0.0
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
-    max_calls: int = 100_000
+    max_calls: int = DEFAULT_MAX_CALLS  # per search phase, as certify
     order: str = "dfs"
     step: str = "bisect"
 
@@ -109,7 +109,7 @@ def _input_file(spec: BatchSpec, item: Item) -> tuple[str, int | None]:
 def _job(spec: BatchSpec, item: Item) -> Any:
     from vnnbridge.job import CertifyJob
 
-    extra = {"confirm": spec.confirm} if spec.confirm is not None and supports_confirm() else {}
+    extra: dict[str, Any] = {"confirm": spec.confirm} if spec.confirm is not None and supports_confirm() else {}
     path, index = _input_file(spec, item)
     return CertifyJob(onnx=spec.onnx, input=path, index=index, method=spec.method, dual=spec.dual,
                       oracle=spec.oracle, delta=spec.delta, timeout=spec.timeout,

@@ -17,12 +17,11 @@ def _certify_batch(args: argparse.Namespace) -> int:
     from vnnbridge.batch.run import run_batch
     from vnnbridge.batch.table import format_summary
     from vnnbridge.batch.worker import BatchSpec
-    from vnnbridge.cli.certify import _floats
 
     spec = BatchSpec(onnx=args.onnx, input=args.input, out=args.out, index=args.index, method=args.method,
                      dual=None if args.dual == "none" else args.dual, oracle=args.oracle, confirm=args.confirm,
-                     timeout=args.timeout, delta=args.delta, margin=args.margin, mean=_floats(args.mean),
-                     std=_floats(args.std), max_calls=args.max_calls)
+                     timeout=args.timeout, delta=args.delta, margin=args.margin, mean=args.mean,
+                     std=args.std, max_calls=args.max_calls)
     report = run_batch(spec, jobs=args.jobs, scheduler=args.scheduler, progress=not args.quiet,
                        retry_failed=args.retry_failed)
     print(format_summary(report.summary))
@@ -45,7 +44,8 @@ def _show_batch(args: argparse.Namespace) -> int:
 
 def add(sub: argparse._SubParsersAction) -> None:
     """Register ``certify-batch`` and ``show-batch``."""
-    from vnnbridge.search.names import DEFAULT_DUAL, DEFAULT_METHOD, METHOD_NAMES
+    from vnnbridge.cli.options import add_normalisation
+    from vnnbridge.search.names import DEFAULT_DUAL, DEFAULT_MAX_CALLS, DEFAULT_METHOD, METHOD_NAMES
 
     p = sub.add_parser("certify-batch", help="certify every input of a collection into DIR (resumable)",
                        description="Certify each input of an idx file (.gz too), an .npy stack, a folder of "
@@ -63,9 +63,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per oracle call")
     p.add_argument("--delta", type=float, help="grid step (default 1/255 when inputs lie on that grid)")
     p.add_argument("--margin", type=float, default=0.0, help="require the label to win by this logit margin")
-    p.add_argument("--mean", help="per-channel mean the network expects (inputs stay in pixel space)")
-    p.add_argument("--std", help="per-channel std the network expects")
-    p.add_argument("--max-calls", type=int, default=100_000, help="oracle call budget per input")
+    add_normalisation(p, "inputs stay in pixel space")
+    p.add_argument("--max-calls", type=int, default=DEFAULT_MAX_CALLS,
+                   help=f"oracle call budget per search phase of each input (default {DEFAULT_MAX_CALLS})")
     p.add_argument("--jobs", type=int, default=1, help="worker processes on this machine (default 1: serial)")
     p.add_argument("--scheduler", help="address of a Dask distributed scheduler, e.g. tcp://host:8786")
     p.add_argument("--retry-failed", action="store_true", help="run inputs whose earlier row failed again")

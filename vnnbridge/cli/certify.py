@@ -2,7 +2,8 @@
 
 Exit codes beyond the dispatcher's: ``certify`` returns 0 when the box is certified and 1
 when the search ends without a certified box (the certificate folder is written either way),
-130 when interrupted after a certified box was found (the certificate keeps that box);
+130 when interrupted (Ctrl-C or SIGTERM) after a certified box was found (the certificate keeps
+that box);
 ``check`` returns 0 only when every check holds and 1 with the first failing check otherwise.
 """
 
@@ -17,48 +18,52 @@ __all__ = ["add"]
 
 
 class _Progress:
-    """A one-line progress display on stderr (only on a terminal), refreshed at most 10 times a second."""
+    """Progress on stderr: phase, calls, open faces and time.
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled, self.count, self.last, self.start = enabled, 0, 0.0, time.perf_counter()
+    On a terminal one line refreshed at most 10 times a second; elsewhere (a log file) one
+    line every HEARTBEAT seconds, so that a long search is never silent.
+    """
+
+    HEARTBEAT = 30.0
+
+    def __init__(self, enabled: bool, tty: bool) -> None:
+        self.enabled, self.tty, self.count, self.start = enabled, tty, 0, time.perf_counter()
+        self.last = 0.0 if tty else self.start
 
     def __call__(self, call: Any) -> None:
         self.count += 1
         now = time.perf_counter()
-        if self.enabled and now - self.last > 0.1:
-            self.last = now
-            note = call.note[:48]
-            sys.stderr.write(f"\r  {self.count:5d} calls  {now - self.start:7.1f} s  {note:<48}")
-            sys.stderr.flush()
+        if not self.enabled or now - self.last < (0.1 if self.tty else self.HEARTBEAT):
+            return
+        self.last = now
+        phase = getattr(call, "phase", "") or "search"
+        faces = getattr(call, "faces_left", None)
+        text = f"{phase}: {self.count} calls, {now - self.start:.1f} s" + (
+            f", {faces} faces open" if faces is not None else "")
+        if self.tty:
+            sys.stderr.write(f"\r  {text[:76]:<76}")
+        else:
+            sys.stderr.write(f"vnnbridge: {text}\n")
+        sys.stderr.flush()
 
     def close(self) -> None:
-        if self.enabled and self.count:
+        if self.enabled and self.tty and self.count:
             sys.stderr.write("\r" + " " * 80 + "\r")
             sys.stderr.flush()
 
 
-def _floats(text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    from vnnbridge.errors import InputError
-
-    try:
-        return [float(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise InputError(f"expected numbers separated by commas, got {text!r}") from None
-
-
 def _certify(args: argparse.Namespace) -> int:
-    from vnnbridge.job import CertifyJob, run_job
+    from vnnbridge.job import CertifyJob, run_job, terminate_as_interrupt
 
     job = CertifyJob(onnx=args.onnx, input=args.input, index=args.index, label=args.label, method=args.method,
                      dual=None if args.dual == "none" else args.dual, oracle=args.oracle, delta=args.delta,
                      timeout=args.timeout, out=args.out, jobs=args.jobs, margin=args.margin,
-                     mean=_floats(args.mean), std=_floats(args.std), order=args.order, step=args.step,
+                     mean=args.mean, std=args.std, order=args.order, step=args.step,
                      max_calls=args.max_calls)
-    progress = _Progress(sys.stderr.isatty() and not args.quiet)
+    progress = _Progress(not args.quiet, sys.stderr.isatty())
     try:
-        outcome = run_job(job, progress)
+        with terminate_as_interrupt():
+            outcome = run_job(job, progress)
     finally:
         progress.close()
     print(outcome.summary())
@@ -70,10 +75,26 @@ def _certify(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
+def _certificate_folder(path: str) -> str:
+    """``path`` when it can be a certificate folder (or its certificate.json); else a clear `CertificateError`."""
+    from pathlib import Path
+
+    from vnnbridge.certificate import CERTIFICATE
+    from vnnbridge.errors import CertificateError
+
+    p = Path(path)
+    if p.is_file() and p.name != CERTIFICATE:
+        raise CertificateError(f"this is a file, not a certificate folder (a folder with {CERTIFICATE})", path=path)
+    if not p.exists():
+        raise CertificateError("no such certificate folder", path=path)
+    return path
+
+
 def _check(args: argparse.Namespace) -> int:
     from vnnbridge.certificate import check_certificate
     from vnnbridge.oracles.registry import make_oracle
 
+    _certificate_folder(args.cert)
     oracle = None if args.oracle == "none" else make_oracle(args.oracle)
     report = check_certificate(args.cert, oracle, args.timeout)
     if args.verbose_checks:
@@ -90,14 +111,15 @@ def _check(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from vnnbridge.plot import draw_certificate
 
-    path = draw_certificate(args.cert, args.output)
+    path = draw_certificate(_certificate_folder(args.cert), args.output)
     print(f"wrote {path}")
     return 0
 
 
 def add(sub: argparse._SubParsersAction) -> None:
     """Register ``certify``, ``check`` and ``show``."""
-    from vnnbridge.search.names import DEFAULT_DUAL, DEFAULT_METHOD, DUAL_NAMES, METHOD_NAMES
+    from vnnbridge.cli.options import add_normalisation
+    from vnnbridge.search.names import DEFAULT_DUAL, DEFAULT_MAX_CALLS, DEFAULT_METHOD, DUAL_NAMES, METHOD_NAMES
 
     p = sub.add_parser("certify", help="search a robustness box around an input and write its certificate",
                        description="Search a box around the input in which the network's prediction cannot "
@@ -116,11 +138,12 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="certificate folder (default cert-<input name>)")
     p.add_argument("--jobs", type=int, default=1, help="parallel oracle calls for dual-faces")
     p.add_argument("--margin", type=float, default=0.0, help="require the label to win by this logit margin")
-    p.add_argument("--mean", help="per-channel mean the network expects (input stays in pixel space)")
-    p.add_argument("--std", help="per-channel std the network expects")
+    add_normalisation(p, "boxes stay in the input's own scale")
     p.add_argument("--order", default="dfs", choices=("dfs", "bfs"), help="greedy: face order")
     p.add_argument("--step", default="bisect", choices=("linear", "bisect"), help="greedy: face step")
-    p.add_argument("--max-calls", type=int, default=100_000, help="oracle call budget")
+    p.add_argument("--max-calls", type=int, default=DEFAULT_MAX_CALLS,
+                   help=f"oracle call budget per search phase (default {DEFAULT_MAX_CALLS}); a box grown to "
+                   "the budget is certified but not maximal")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_certify)
 

@@ -13,7 +13,7 @@ import json
 import logging
 from pathlib import Path
 
-from vnnbridge.cli.options import seconds
+from vnnbridge.cli.options import add_normalisation, seconds
 
 __all__ = ["add", "list_oracles", "query"]
 
@@ -54,9 +54,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="print one JSON object: verdict, seconds, oracle, version, reason, log, witness")
     q.add_argument("--witness", metavar="OUT",
                    help="write a sat witness here as ((X_0 v) ... (Y_0 v)), X flat C-order, Y from onnxruntime")
-    q.add_argument("--mean", type=float, nargs="+", metavar="M",
-                   help="input normalisation outside the graph: one value, or one per channel")
-    q.add_argument("--std", type=float, nargs="+", metavar="S", help="see --mean")
+    add_normalisation(q, "composed into the model the oracle sees")
     q.set_defaults(func=query)
 
 
@@ -79,15 +77,14 @@ def list_oracles(args: argparse.Namespace) -> int:
 def query(args: argparse.Namespace) -> int:
     """Build the query, ask the oracle, print the verdict (and write the witness)."""
     from vnnbridge.derived import compares_outputs_only
-    from vnnbridge.errors import InputError
+    from vnnbridge.errors import InputError, require_file
     from vnnbridge.network import load_network, prepare_model
     from vnnbridge.oracles.base import Query, Verdict
     from vnnbridge.oracles.registry import make_oracle
     from vnnbridge.vnnlib.parser import parse_file
 
-    for option, path in (("--onnx", args.onnx), ("--vnnlib", args.vnnlib)):
-        if not Path(path).is_file():
-            raise InputError(f"{option}: no such file", path=path)
+    require_file(args.onnx, "ONNX file")
+    require_file(args.vnnlib, "VNN-LIB file")
     spec = parse_file(args.vnnlib)
     # A final softmax only preserves comparisons between outputs; keep it for anything else.
     onnx = prepare_model(args.onnx, args.mean, args.std, strip_softmax=compares_outputs_only(spec))
@@ -97,14 +94,22 @@ def query(args: argparse.Namespace) -> int:
                          f"{net.inputs} and {net.outputs}", path=args.vnnlib)
     oracle = make_oracle(args.oracle)
     result = oracle.check(Query.build(onnx, spec), args.timeout)
+    # The verdict first: a witness file that cannot be written must not hide the answer.
+    if args.json:
+        print(json.dumps({**result.to_json(), "onnx": str(onnx), "vnnlib": str(args.vnnlib)}), flush=True)
+    else:
+        reason = f" ({result.reason})" if result.reason and result.verdict is not Verdict.SAT else ""
+        print(f"{result.verdict.value}{reason}", flush=True)
     if args.witness and result.verdict is Verdict.SAT and result.witness is not None:
         from vnnbridge.cache import atomic_write
         from vnnbridge.vnncomp.results import format_counterexample
 
-        atomic_write(args.witness, format_counterexample(result.witness, net.run(result.witness)))
-    if args.json:
-        print(json.dumps({**result.to_json(), "onnx": str(onnx), "vnnlib": str(args.vnnlib)}))
-    else:
-        reason = f" ({result.reason})" if result.reason and result.verdict is not Verdict.SAT else ""
-        print(f"{result.verdict.value}{reason}")
+        target = Path(args.witness)
+        try:
+            if target.is_dir():
+                raise IsADirectoryError(21, "this is a folder; give the witness file to write")
+            atomic_write(target, format_counterexample(result.witness, net.run(result.witness)))
+        except OSError as exc:
+            raise InputError(f"--witness: cannot write the witness: {exc.strerror or exc}",
+                             path=str(target)) from None
     return 0

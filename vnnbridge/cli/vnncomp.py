@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from vnnbridge.cli.options import seconds
+from vnnbridge.cli.options import add_normalisation, seconds
 from vnnbridge.errors import InputError
 
 __all__ = ["add"]
@@ -35,19 +35,34 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _timeout(text: str) -> float:
+    """TIMEOUT as the harness passes it; a bad one is bad input (after the result file says error)."""
+    try:
+        return seconds(text)
+    except argparse.ArgumentTypeError as exc:
+        raise InputError(f"TIMEOUT: {exc}") from None
+
+
 def _run(args: argparse.Namespace) -> int:
     from vnnbridge.errors import VnnbridgeError
     from vnnbridge.oracles.base import Verdict
     from vnnbridge.vnncomp.config import load_choice
-    from vnnbridge.vnncomp.run import Answer, Instance, answer_instance, write_answer
+    from vnnbridge.vnncomp.run import HarnessAnswer, HarnessInstance, answer_instance, write_answer
 
     try:
-        instance = Instance(args.category, args.onnx, args.vnnlib, args.results, args.timeout)
+        try:
+            instance = HarnessInstance(args.category, args.onnx, args.vnnlib, args.results,
+                                       _timeout(args.timeout))
+        except InputError as exc:
+            # A bad TIMEOUT still owes the harness a result file (the docs promise one, always).
+            write_answer(args.results, HarnessAnswer(Verdict.ERROR, reason=exc.located()))
+            print(f"vnnbridge: {exc.located()}", file=sys.stderr)
+            return 0
         try:
             choice = load_choice(args.config)
         except VnnbridgeError as exc:
             # A broken config still owes the harness a result file.
-            write_answer(args.results, Answer(Verdict.ERROR, reason=exc.located()))
+            write_answer(args.results, HarnessAnswer(Verdict.ERROR, reason=exc.located()))
             raise
         answer_instance(instance, choice, started=args.started)
     except OSError as exc:
@@ -59,26 +74,29 @@ def _export(args: argparse.Namespace) -> int:
     import shlex
 
     from vnnbridge.box import Box
-    from vnnbridge.inputs import load_input, normalizing_model
+    from vnnbridge.cache import check_writable_folder
+    from vnnbridge.derived import prepare_model
+    from vnnbridge.inputs import check_input, load_input
     from vnnbridge.network import load_network
     from vnnbridge.vnncomp.export import export_queries, method_queries, radius_sweep
 
     if (args.method is None) == (not args.radii):
         raise InputError("give either --radii R... (a radius sweep) or --method M (a certification run)")
+    check_writable_folder(args.out, "--out")
     onnx = Path(args.onnx)
     if args.mean is not None or args.std is not None:
         if args.mean is None or args.std is None:
             raise InputError("--mean and --std go together")
-        onnx = normalizing_model(onnx, args.mean, args.std)
+        # Softmax stays: the exported model is exactly net((x - mean) / std).
+        onnx = prepare_model(onnx, args.mean, args.std, strip_softmax=False)
     net = load_network(onnx)
     queries = []
     for index, source in enumerate(args.input):
         loaded = load_input(source, args.index)
-        if loaded.x.size != net.inputs:
-            raise InputError(f"the input has {loaded.x.size} values, the network expects {net.inputs}",
-                             path=source)
         domain = loaded.domain or Box.from_arrays([args.domain[0]] * net.inputs, [args.domain[1]] * net.inputs)
-        stem = f"{Path(source).name.split('.')[0]}" + (f"_{index}" if len(args.input) > 1 else "")
+        check_input(loaded, net.inputs, domain)
+        stem = (Path(source).name.split(".")[0] + ("" if args.index is None else f"_item{args.index}")
+                + (f"_{index}" if len(args.input) > 1 else ""))
         if args.radii:
             queries += radius_sweep(loaded.x, net.predict(loaded.x), net.outputs, args.radii, domain, stem)
         else:
@@ -90,10 +108,12 @@ def _export(args: argparse.Namespace) -> int:
                    "network's prediction there." + (f" Inputs are normalised inside the exported model "
                                                     f"(mean {args.mean}, std {args.std})." if args.mean else ""))
     parts = ["vnnbridge", "export-benchmark", "--onnx", args.onnx, "--input", *args.input]
+    if args.index is not None:
+        parts += ["--index", str(args.index)]
     parts += ["--radii", *map(repr, args.radii)] if args.radii else [
         "--method", args.method, "--oracle", args.oracle, "--call-timeout", repr(args.call_timeout)]
     if args.mean is not None:
-        parts += ["--mean", *map(repr, args.mean), "--std", *map(repr, args.std)]
+        parts += ["--mean", *map(repr, args.mean), "--std", *map(repr, args.std or [])]
     parts += ["--timeout", repr(args.timeout), "--out", str(args.out)]
     name = f"{Path(args.onnx).stem}_normalized.onnx" if args.mean is not None else None
     export = export_queries(onnx, queries, args.out, args.timeout, description, command=shlex.join(parts),
@@ -154,7 +174,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("vnncomp-run", help="harness: answer one instance and write the result file")
     _instance_args(p)
     p.add_argument("--results", required=True, type=Path, help="the result file to write")
-    p.add_argument("--timeout", required=True, type=seconds, help="seconds the harness allows")
+    # Checked in _run, not by argparse: a bad TIMEOUT must still leave `error` in the result file.
+    p.add_argument("--timeout", required=True, help="seconds the harness allows")
     p.add_argument("--started", type=float, default=None,
                    help="wall-clock time (seconds since the epoch) at which the harness started the script")
     p.set_defaults(func=_run)
@@ -170,8 +191,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--delta", type=float, default=None, help="grid step of the method (default 1/255)")
     p.add_argument("--domain", type=float, nargs=2, default=(0.0, 1.0), metavar=("LO", "HI"),
                    help="input domain per coordinate (default 0 1)")
-    p.add_argument("--mean", type=float, nargs="+", help="normalisation outside the graph, folded into the model")
-    p.add_argument("--std", type=float, nargs="+")
+    add_normalisation(p, "folded into the exported model")
     p.add_argument("--timeout", type=seconds, default=60.0, help="the timeout column of instances.csv")
     p.add_argument("--out", required=True, type=Path, help="the benchmark folder to write")
     p.set_defaults(func=_export)

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 __all__ = ["add", "check", "format_file"]
 
@@ -58,6 +59,7 @@ def check(args: argparse.Namespace) -> int:
     from vnnbridge.vnnlib.parser import is_vnnlib2, parse, read_text
 
     text = read_text(args.file)
+    summary: Any
     if is_vnnlib2(text):
         from vnnbridge.vnnlib.vnnlib2 import parse_document
 
@@ -84,7 +86,7 @@ def check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_sizes(spec: object, onnx: str) -> None:
+def _check_sizes(spec: Any, onnx: str) -> None:
     from vnnbridge.vnnlib.vnnlib2 import document_from_spec
 
     document_from_spec(spec, onnx)  # raises ModelError when the sizes differ

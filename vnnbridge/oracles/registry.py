@@ -13,9 +13,9 @@ import logging
 import os
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, cast
 
-from vnnbridge.errors import OracleUnavailable, VnnbridgeError
+from vnnbridge.errors import OracleUnavailable, UnknownOracle, VnnbridgeError
 from vnnbridge.oracles.base import Oracle, OracleResult, Query
 from vnnbridge.oracles.witness import validated
 
@@ -55,7 +55,7 @@ def oracle_class(kind: str) -> type:
         eps = entry_points(group="vnnbridge.oracles", name=kind)
         target = next((ep.value for ep in eps), None)
     if target is None:
-        raise OracleUnavailable(f"no oracle {kind!r}; built in: {', '.join(sorted(BUILTIN))}")
+        raise UnknownOracle(f"no oracle {kind!r}; known: {', '.join(oracle_kinds())} (see `vnnbridge oracles`)")
     module, _, attr = target.partition(":")
     try:
         return getattr(importlib.import_module(module), attr)
@@ -96,7 +96,7 @@ def make_oracle(spec: str, **options: Any) -> Oracle:
                                     f"or set VNNBRIDGE_{kind.upper()}")
     cls = oracle_class(kind)
     inner = cls(arg, **options) if arg else cls(**options)
-    return Validating(inner)
+    return cast(Oracle, Validating(inner))  # Oracle's name is a plain attribute, Validating's a property
 
 
 def oracle_kinds() -> list[str]:

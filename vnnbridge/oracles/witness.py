@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ def confirm_witness(query: Query, witness: np.ndarray, net: Network | None = Non
     raise BogusWitness("the output at the witness does not violate the property (onnxruntime)")
 
 
-def _repair(query: Query, case: object, x: np.ndarray, net: Network) -> np.ndarray | None:
+def _repair(query: Query, case: Any, x: np.ndarray, net: Network) -> np.ndarray | None:
     """A few projected-gradient steps inside the box; None when they do not reach a violation."""
     from vnnbridge.oracles.repair import repair_witness  # torch lives there, imported lazily
 

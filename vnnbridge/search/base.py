@@ -151,7 +151,7 @@ class Grid:
             self.reach[2 * i + 1] = self._steps_to(i, UPPER, self.hi[i])
 
     def _raw(self, i: int, side: int, k: int) -> float:
-        if self.den is not None:
+        if self.den is not None and self.j is not None:
             j = int(self.j[i]) + (k if side == UPPER else -k)
             return j / self.den
         return float(self.x[i] + k * self.delta) if side == UPPER else float(self.x[i] - k * self.delta)
@@ -248,12 +248,15 @@ class Call:
     vnnlib: Path
     seconds: float
     reason: str = ""
+    phase: str = ""  # the method (or dual) of ``A+B+...`` that asked
+    faces_left: int | None = field(default=None, compare=False)  # open faces then (growing searches)
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready dict."""
         return {"index": self.index, "purpose": self.purpose, "note": self.note,
                 "verdict": self.verdict.value, "oracle": self.oracle, "query_sha256": self.sha256,
-                "query_file": str(self.vnnlib), "seconds": self.seconds, "reason": self.reason}
+                "query_file": str(self.vnnlib), "seconds": self.seconds, "reason": self.reason,
+                "phase": self.phase}
 
 
 @dataclass(frozen=True)
@@ -328,10 +331,13 @@ class Prober:
         self.on_call = on_call
         self._lock = threading.Lock()
         self._budget_from = 0
+        self.phase = ""  # shown in progress displays and recorded with each call
+        self.faces_left: int | None = None  # set by searches that grow faces, for progress displays
 
-    def begin(self) -> None:
+    def begin(self, phase: str = "") -> None:
         """Start a new search phase: the call budget counts from here."""
         self._budget_from = len(self.calls)
+        self.phase, self.faces_left = phase, None
 
     def _ask(self, purpose: str, box: Box, note: str) -> tuple[OracleResult, Call]:
         if len(self.calls) - self._budget_from >= self.options.max_calls:
@@ -349,7 +355,7 @@ class Prober:
                                   None, "sat without a witness")
         with self._lock:
             call = Call(len(self.calls), purpose, note, result.verdict, result.oracle or self.oracle.name,
-                        query.sha256, query.vnnlib, seconds, result.reason)
+                        query.sha256, query.vnnlib, seconds, result.reason, self.phase, self.faces_left)
             self.calls.append(call)
         log.debug("call %d %s %s: %s", call.index, purpose, note, result.verdict.value)
         if self.on_call is not None:

@@ -131,8 +131,10 @@ class _Faces:
         self.witness.pop(face, None)
 
     def open(self) -> list[int]:
-        """Faces that may still move."""
-        return [int(f) for f in np.nonzero(self.cur < self.cap)[0]]
+        """Faces that may still move (their count goes to the prober, for progress displays)."""
+        faces = [int(f) for f in np.nonzero(self.cur < self.cap)[0]]
+        self.prober.faces_left = len(faces)
+        return faces
 
     def result(self, method: str, start_ok: bool) -> SearchResult:
         """The grown box with its proof and the maximality witnesses of its blocked faces."""

@@ -68,7 +68,7 @@ def run_method(name: str, prober: Prober) -> SearchResult:
     """
     result: SearchResult | None = None
     for part in parse_method(name):
-        prober.begin()
+        prober.begin(part)
         try:
             nxt = METHODS[part](prober, result)
         except BudgetExhausted as exc:
@@ -97,7 +97,7 @@ def run_dual(name: str, prober: Prober, start: SearchResult | None) -> SearchRes
     """Run dual method ``name`` (optionally knowing a certified box inside the answer)."""
     if name not in DUALS:
         raise InputError(f"unknown dual {name!r}; known: {', '.join(sorted(DUALS))}")
-    prober.begin()
+    prober.begin(name)
     return DUALS[name](prober, start)
 
 
@@ -108,7 +108,11 @@ def certify(instance: Instance, oracle: Oracle, method: str = DEFAULT_METHOD, du
     prober = Prober(instance, oracle, options, on_call)
     result = run_method(method, prober)
     dual_result = None
-    if dual and not result.interrupted:
+    if dual and not result.certified and instance.misclassified(instance.x):
+        # x itself is misclassified (a --label other than the prediction, or a --margin x does not
+        # meet): no box around x can be certified, so there is nothing for a dual to bound.
+        result.notes.append("the input itself is misclassified for this label: no box can be certified, no dual")
+    elif dual and not result.interrupted:
         try:
             dual_result = run_dual(dual, prober, result if result.certified else None)
         except KeyboardInterrupt:

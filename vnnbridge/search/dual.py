@@ -172,7 +172,7 @@ def search_dual_cube(prober: Prober, start: SearchResult | None = None) -> Searc
             else:
                 lo = k + 1
     steps = g.cube_steps(hi)
-    res = SearchResult("dual-cube", True, g.box(steps), steps, None, cube_steps=hi, exact=exact)
+    result = SearchResult("dual-cube", True, g.box(steps), steps, None, cube_steps=hi, exact=exact)
     if witness is not None:
-        res.witnesses.append(witness)
-    return res
+        result.witnesses.append(witness)
+    return result

@@ -43,12 +43,13 @@ def _cube_result(prober: Prober, method: str, best: int, proof: Call | None, upp
 def search_cube_topdown(prober: Prober, start: SearchResult | None = None) -> SearchResult:
     """The paper's Cyclic-TDS: r from the diameter down; after a witness w, r <- ||w - x|| - delta."""
     g = prober.grid
-    k, witness = g.diameter, None
+    k = g.diameter
+    witness: Witness | None = None
     while k >= 0:
         res, call = prober.robust(g.cube(k), f"cube-topdown k={k}")
         if res.verdict is Verdict.UNSAT:
             return _cube_result(prober, "cube-topdown", k, call, k + 1, witness)
-        if res.verdict is Verdict.SAT:
+        if res.verdict is Verdict.SAT and res.witness is not None:  # the prober never lets a bare sat through
             witness = Witness("cube", res.witness, call=call.index)
             k = min(k, g.cube_include(res.witness)) - 1
         else:
@@ -59,14 +60,17 @@ def search_cube_topdown(prober: Prober, start: SearchResult | None = None) -> Se
 def search_cube_bisect(prober: Prober, start: SearchResult | None = None) -> SearchResult:
     """The paper's dichotomic cube search: plain bisection on the grid, witnesses unused."""
     g = prober.grid
-    lo, hi, proof, witness = -1, g.diameter, None, None
+    lo, hi = -1, g.diameter
+    proof: Call | None = None
+    witness: Witness | None = None
     while lo < hi:
         k = (lo + hi + 1) // 2
         res, call = prober.robust(g.cube(k), f"cube-bisect k={k}")
         if res.verdict is Verdict.UNSAT:
             lo, proof = k, call
         else:
-            if res.verdict is Verdict.SAT and (witness is None or g.cube_include(res.witness) <= k):
+            if (res.verdict is Verdict.SAT and res.witness is not None
+                    and (witness is None or g.cube_include(res.witness) <= k)):
                 witness = Witness("cube", res.witness, call=call.index)
             hi = k - 1
     return _cube_result(prober, "cube-bisect", lo, proof, lo + 1, witness)
@@ -85,7 +89,8 @@ def bisect_family(prober: Prober, family: Callable[[int], np.ndarray], top: int,
     Returns (t*, the unsat call at t*, the witness nearest beyond it); t* = -1 when nothing holds.
     """
     g, inst = prober.grid, prober.instance
-    lo, hi, proof, witness = (0, top, base, None) if base is not None else (-1, top, None, None)
+    lo, hi, proof = (0, top, base) if base is not None else (-1, top, None)
+    witness: Witness | None = None
 
     def holds(t: int, point: np.ndarray) -> bool:
         return g.box(family(t)).contains(point)

@@ -31,7 +31,7 @@ from vnnbridge.errors import InputError, VnnbridgeError
 from vnnbridge.vnncomp.export import read_instances
 from vnnbridge.vnncomp.scoring import CORRECT_POINTS, WRONG_POINTS
 
-__all__ = ["KILL_AFTER", "PREFILL", "PREPARE_LIMIT", "Comparison", "Outcome", "Summary", "compare_oracles",
+__all__ = ["KILL_AFTER", "PREFILL", "PREPARE_LIMIT", "OracleComparison", "Outcome", "Summary", "compare_oracles",
            "draw_cactus", "format_table", "run_one"]
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class Summary:
 
 
 @dataclass
-class Comparison:
+class OracleComparison:
     """All outcomes, the per-oracle summaries and the instances on which the oracles disagree."""
 
     outcomes: list[Outcome]
@@ -190,7 +190,7 @@ def _check_witness(results: Path, onnx: Path, vnnlib: Path) -> tuple[bool, str]:
 
 
 def compare_oracles(folder: str | Path, oracles: Sequence[str], out: str | Path, timeout: float | None = None,
-                    jobs: int = 1, threads: int = 1, category: str | None = None) -> Comparison:
+                    jobs: int = 1, threads: int = 1, category: str | None = None) -> OracleComparison:
     """Run every oracle on every instance of the benchmark ``folder``; write results.csv per oracle."""
     if not oracles:
         raise InputError("give at least one --oracle")
@@ -222,7 +222,7 @@ def compare_oracles(folder: str | Path, oracles: Sequence[str], out: str | Path,
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             outcomes = list(pool.map(_job, work))
     outcomes = [_resolve(outcomes, o) for o in outcomes]
-    comparison = Comparison(outcomes, list(oracles), _disagreements(outcomes))
+    comparison = OracleComparison(outcomes, list(oracles), _disagreements(outcomes))
     for name in oracles:
         _write_results(out_dir / _folder_name(name) / "results.csv", [o for o in outcomes if o.oracle == name])
     return comparison
@@ -264,7 +264,7 @@ def _write_results(path: Path, outcomes: list[Outcome]) -> None:
     atomic_write(path, text.getvalue())
 
 
-def format_table(comparison: Comparison) -> str:
+def format_table(comparison: OracleComparison) -> str:
     """The comparison table as aligned text, followed by the disagreements."""
     head = ("oracle", "sat", "unsat", "timeout", "unknown", "error", "bogus", "wrong", "median s", "total s",
             "score")
@@ -284,7 +284,7 @@ def format_table(comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
-def draw_cactus(comparison: Comparison, path: str | Path) -> Path:
+def draw_cactus(comparison: OracleComparison, path: str | Path) -> Path:
     """A cactus plot (instances solved correctly vs time) per oracle, written to ``path``."""
     import matplotlib
 

@@ -30,8 +30,8 @@ from vnnbridge.oracles.base import Verdict
 from vnnbridge.vnncomp.config import OracleChoice
 from vnnbridge.vnnlib.model import Spec
 
-__all__ = ["RUN_MARK", "SCOPE_VARIABLE", "Answer", "Instance", "answer_instance", "network_paths", "oracle_budget",
-           "end_own_tools", "find_marked", "mark_own_tools", "reserve_seconds", "run_scope", "write_answer"]
+__all__ = ["RUN_MARK", "SCOPE_VARIABLE", "HarnessAnswer", "HarnessInstance", "answer_instance", "network_paths",
+           "oracle_budget", "end_own_tools", "find_marked", "mark_own_tools", "reserve_seconds", "run_scope", "write_answer"]
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def reserve_seconds(timeout: float) -> float:
 
 
 @dataclass(frozen=True)
-class Instance:
+class HarnessInstance:
     """One harness call: category, model, property, result file and time limit (seconds)."""
 
     category: str
@@ -116,7 +116,7 @@ class Instance:
 
 
 @dataclass(frozen=True)
-class Answer:
+class HarnessAnswer:
     """What was written: the verdict word, the witness (flat X and Y) for sat, and why."""
 
     verdict: Verdict
@@ -169,7 +169,7 @@ class _ResultFile:
     def __init__(self, path: Path) -> None:
         self.path, self.lock, self.done = path, threading.Lock(), False
 
-    def write(self, answer: Answer) -> bool:
+    def write(self, answer: HarnessAnswer) -> bool:
         with self.lock:
             if self.done:
                 return False
@@ -178,7 +178,7 @@ class _ResultFile:
             return True
 
 
-def write_answer(path: Path, answer: Answer) -> None:
+def write_answer(path: Path, answer: HarnessAnswer) -> None:
     """Write the result file: the verdict word, and for sat the witness ``((X_0 v) ... (Y_0 v))``."""
     from vnnbridge.vnncomp.results import write_result
 
@@ -195,7 +195,7 @@ def _load_spec(path: Path) -> Spec:
     return parse_file(path)
 
 
-def _decide(instance: Instance, choice: OracleChoice, deadline: float) -> Answer:
+def _decide(instance: HarnessInstance, choice: OracleChoice, deadline: float) -> HarnessAnswer:
     from vnnbridge.network import load_network
     from vnnbridge.oracles.base import Query
     from vnnbridge.oracles.registry import make_oracle
@@ -216,11 +216,11 @@ def _decide(instance: Instance, choice: OracleChoice, deadline: float) -> Answer
     query = Query.build(net.path, spec)
     budget = oracle_budget(name, deadline - time.monotonic())
     if budget <= 0.05:
-        return Answer(Verdict.TIMEOUT, reason="no time left after loading the instance", oracle=name)
+        return HarnessAnswer(Verdict.TIMEOUT, reason="no time left after loading the instance", oracle=name)
     log.info("oracle %s, budget %.1f s, query %s", name, budget, query.vnnlib)
     result = oracle.check(query, budget)
     if result.verdict is not Verdict.SAT:
-        return Answer(result.verdict, reason=result.reason, oracle=name, seconds=result.seconds)
+        return HarnessAnswer(result.verdict, reason=result.reason, oracle=name, seconds=result.seconds)
     # The validated witness lies in the box exactly; the outputs are onnxruntime's for it (which,
     # like the scorer, evaluates the float32 rounding of x).
     x = np.asarray(result.witness, dtype=np.float64).ravel()
@@ -228,12 +228,13 @@ def _decide(instance: Instance, choice: OracleChoice, deadline: float) -> Answer
     verdict = check_counterexample(net, spec, x, y)
     if not verdict.ok:
         log.warning("%s: witness fails the scorer's check (%s); answering unknown", name, verdict.reason)
-        return Answer(Verdict.UNKNOWN, reason=f"witness rejected: {verdict.reason}", oracle=name,
+        return HarnessAnswer(Verdict.UNKNOWN, reason=f"witness rejected: {verdict.reason}", oracle=name,
                       seconds=result.seconds)
-    return Answer(Verdict.SAT, x=x, y=y, oracle=name, seconds=result.seconds)
+    return HarnessAnswer(Verdict.SAT, x=x, y=y, oracle=name, seconds=result.seconds)
 
 
-def answer_instance(instance: Instance, choice: OracleChoice, started: float | None = None) -> Answer:
+def answer_instance(instance: HarnessInstance, choice: OracleChoice,
+                    started: float | None = None) -> HarnessAnswer:
     """Decide the instance and write its result file before the internal deadline; returns what was written.
 
     ``started`` is the wall-clock time (``time.time()``) at which the harness started the script;
@@ -247,7 +248,7 @@ def answer_instance(instance: Instance, choice: OracleChoice, started: float | N
     begin = time.monotonic()
 
     def _expire() -> None:
-        if sink.write(Answer(Verdict.TIMEOUT, reason="internal deadline reached")):
+        if sink.write(HarnessAnswer(Verdict.TIMEOUT, reason="internal deadline reached")):
             log.warning("internal deadline reached after %.1f s; wrote timeout", time.monotonic() - begin)
             end_own_tools()
             logging.shutdown()
@@ -260,11 +261,11 @@ def answer_instance(instance: Instance, choice: OracleChoice, started: float | N
         answer = _decide(instance, choice, deadline)
     except VnnbridgeError as exc:
         log.error("%s", exc.located())
-        answer = Answer(Verdict.ERROR, reason=exc.located())
+        answer = HarnessAnswer(Verdict.ERROR, reason=exc.located())
     except Exception as exc:  # anything unforeseen still has to leave a verdict in the file
         log.error("unexpected failure: %s: %s", type(exc).__name__, exc)
         log.debug("traceback of the unexpected failure", exc_info=True)
-        answer = Answer(Verdict.ERROR, reason=f"{type(exc).__name__}: {exc}")
+        answer = HarnessAnswer(Verdict.ERROR, reason=f"{type(exc).__name__}: {exc}")
     finally:
         watchdog.cancel()
     sink.write(answer)

@@ -85,7 +85,7 @@ def capability(flag: str) -> tuple[str, ...]:
     value = CAPABILITIES.get(flag)
     if value is None:
         raise InputError(f"unknown capability {flag!r}; known: {' '.join(sorted(CAPABILITIES))}")
-    return tuple(value() if callable(value) else value)  # type: ignore[operator, arg-type]
+    return tuple(value() if callable(value) else value)  # type: ignore[arg-type]
 
 
 def _network_arguments(pairs: Sequence[str]) -> dict[str, str]:
@@ -103,10 +103,9 @@ def _network_arguments(pairs: Sequence[str]) -> dict[str, str]:
 def _onnx_element_type(path: str) -> str:
     import onnx
 
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as exc:  # onnx raises several unrelated types for a bad file
-        raise ModelError(f"cannot read ONNX model: {exc}", path=path) from None
+    from vnnbridge.network import load_onnx
+
+    model = load_onnx(path, external_data=False)
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1 or len(model.graph.output) != 1:
@@ -177,7 +176,7 @@ def _capped(doc: Any, net: Any) -> Any:
     """
     import numpy as np
 
-    from vnnbridge.vnnlib.vnnlib2 import Comparison, Document, Element, Number
+    from vnnbridge.vnnlib.vnnlib2 import Document, Element, Number, Relation
 
     tensor = net.role("input")[0]
     if tensor.dtype.lower() != "float32":
@@ -187,8 +186,8 @@ def _capped(doc: Any, net: Any) -> Any:
     for flat in range(tensor.size):
         index = tuple(int(i) for i in np.unravel_index(flat, tensor.shape)) if tensor.shape else ()
         element = Element(tensor.name, index, tensor.where)
-        caps += [Comparison(">=", element, Number(-big), tensor.where),
-                 Comparison("<=", element, Number(big), tensor.where)]
+        caps += [Relation(">=", element, Number(-big), tensor.where),
+                 Relation("<=", element, Number(big), tensor.where)]
     return Document(doc.version, doc.networks, tuple(caps) + tuple(doc.assertions), doc.path)
 
 

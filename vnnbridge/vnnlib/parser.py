@@ -11,136 +11,38 @@ Every error is a `SpecError` (or `SpecSyntaxError`) whose ``located()`` reads
 
 from __future__ import annotations
 
-import gzip
-import logging
 import math
 import re
 import threading
 from functools import lru_cache
-from importlib import resources
 from itertools import compress, repeat
 from operator import is_not, not_
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from lark import Lark, Token, Transformer
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedInput
 from lark.lexer import PatternRE, TerminalDef
 
-from vnnbridge.errors import InputError, SpecError, SpecSyntaxError
-from vnnbridge.vnnlib.dnf import (INPUT, OUTPUT, Conjunction, Linear, SpecBuilder, compare, conjoin,
-                                  disjoin)
+from vnnbridge.errors import SpecError
+from vnnbridge.vnnlib.dnf import Conjunction, Linear, compare, conjoin, disjoin
 from vnnbridge.vnnlib.model import Spec
+from vnnbridge.vnnlib.state import (DECL_SPLIT, INFS, NUMBER, OPND, Cursor, NotAShape, ParseState, located, pos,
+                                    where_in)
+from vnnbridge.vnnlib.text import SHAPE_TERMINALS, grammar_text, is_vnnlib2, read_text, syntax_error
 
+# grammar_text, is_vnnlib2, read_text and syntax_error live in vnnbridge.vnnlib.text (shared with
+# vnnlib2) and are re-exported here, where callers have always found them.
 __all__ = ["grammar_text", "is_vnnlib2", "parse", "parse_file", "read_text", "syntax_error"]
 
-log = logging.getLogger(__name__)
-
-# As the grammar's NUMBER and SYMBOL, atomic so that long literals never backtrack.
-_NUM = r"[+-]?(?>\d+(?:\.\d*)?|\.\d+)(?>[eE][+-]?\d+)?"
-_SYM = r"[A-Za-z_][A-Za-z0-9_.\-]*+"
-_OPND = rf"(?:{_SYM}|{_NUM})"
-_NUMBER = re.compile(_NUM)
-_SYMBOL = re.compile(_SYM)
 # One comparison inside a whole-shape terminal: operator and operands. Operands are only "no
 # space, no parenthesis" here, which is cheaper to scan; every operand that is not a declared
-# variable is checked against _NUMBER/_SYMBOL before use.
+# variable is checked against NUMBER/SYMBOL before use.
 _CMP = re.compile(r"\(\s*([<>]=?)\s*([^\s();]++)\s+([^\s();]++)\s*\)")
-_DECL_SPLIT = re.compile(rf"\(\s*declare-const\s+({_SYM})\s+Real\s*\)")
 _OR_HEAD = re.compile(r"\(\s*or")
 # A DISJ token is split into chunks of about this many characters, at conjunction starts, so
 # that the items found at once stay small next to a 100 MB text.
 _CHUNK = 1 << 20
-_VAR = re.compile(r"([XY])_(0|[1-9][0-9]*)")
-_LOOKS_VAR = re.compile(r"[XY]_[0-9]+")
-_V2_HEAD = re.compile(r"(?:\s|;[^\n]*)*\(\s*vnnlib-version\b")
-_NONFINITE_WORDS = {"inf", "infinity", "nan", "+inf", "-inf"}
-_INFS = (math.inf, -math.inf)
-
-# Human names of the grammar's terminals, for "expected ..." messages.
-_EXPECTED = {
-    "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','",
-    "SYMBOL": "a variable", "NAME": "a name", "NUMBER": "a number", "INT": "an integer",
-    "REL": "a comparison operator (<=, >=, <, >)", "AND": "'and'", "OR": "'or'", "ASSERT": "'assert'",
-    "DECLARE_CONST": "'declare-const'", "PLUS": "'+'", "MINUS": "'-'", "TIMES": "'*'",
-    "$END": "end of file", "VERSION": "a version like <2.0>", "ONNX_NAME": "a quoted ONNX name",
-    "INITIALIZED": "'initialized'", "EQUIVALENCE": "'equal-to' or 'isomorphic-to'",
-    "VNNLIB_VERSION": "'vnnlib-version'", "DECLARE_NETWORK": "'declare-network'",
-    "DECLARE_INPUT": "'declare-input'", "DECLARE_HIDDEN": "'declare-hidden'",
-    "DECLARE_OUTPUT": "'declare-output'",
-}
-# Whole-shape terminals: always accompanied by '(' in an expected set, so not worth naming.
-_SHAPES = {"DECLS", "ASSERTS", "CMP", "CONJ", "DISJ"}
-
-
-def grammar_text(name: str) -> str:
-    """The text of a grammar file shipped as ``vnnbridge.grammars`` (checkout or wheel)."""
-    try:
-        return (resources.files("vnnbridge.grammars") / name).read_text(encoding="utf-8")
-    except (ModuleNotFoundError, FileNotFoundError):
-        # A checkout used without installing: the folder sits beside the package.
-        return (Path(__file__).resolve().parents[2] / "grammars" / name).read_text(encoding="utf-8")
-
-
-def is_vnnlib2(text: str) -> bool:
-    """Whether ``text`` starts (after comments) with a VNN-LIB 2 version header."""
-    return _V2_HEAD.match(text) is not None
-
-
-def _where_in(tok: Token, offset: int) -> tuple[int, int]:
-    """Line and column of ``offset`` characters into ``tok``."""
-    newlines = tok.count("\n", 0, offset)
-    if not newlines:
-        return tok.line, tok.column + offset
-    return tok.line + newlines, offset - tok.rfind("\n", 0, offset)
-
-
-class _Cursor:
-    """Line and column of increasing offsets into one token, in time linear in its length."""
-
-    def __init__(self, tok: Token) -> None:
-        self.tok, self.offset, self.line, self.line_start = tok, 0, tok.line, -tok.column + 1
-
-    def at(self, offset: int) -> tuple[int, int]:
-        """Line and column ``offset`` characters into the token (offsets must not decrease)."""
-        tok = self.tok
-        newlines = tok.count("\n", self.offset, offset)
-        if newlines:
-            self.line += newlines
-            self.line_start = tok.rfind("\n", self.offset, offset) + 1
-        self.offset = offset
-        return self.line, offset - self.line_start + 1
-
-
-def _show(text: str, limit: int = 40) -> str:
-    text = " ".join(str(text).split())
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-def syntax_error(exc: UnexpectedInput, text: str, path: str | None) -> SpecSyntaxError:
-    """Turn lark's exception into a one-line located `SpecSyntaxError`."""
-    line, column = exc.line, exc.column
-    if isinstance(exc, UnexpectedCharacters):
-        found = _show(re.compile(r"[^\s()\[\]]+|\S").match(text, exc.pos_in_stream).group(0))
-        expected = exc.allowed or set()
-    elif isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
-        found = _show(exc.token)
-        expected = exc.accepts or exc.expected
-    else:  # end of input
-        found = "end of file"
-        expected = getattr(exc, "accepts", None) or exc.expected or set()
-        line = text.count("\n") + 1
-        column = len(text) - text.rfind("\n")
-    names = sorted({_EXPECTED.get(e, e) for e in expected if e not in _SHAPES})
-    if not names:
-        wanted = "something else"
-    elif len(names) == 1:
-        wanted = names[0]
-    else:
-        wanted = ", ".join(names[:-1]) + " or " + names[-1]
-    return SpecSyntaxError(f"expected {wanted}, found {found}", path=path,
-                           line=line if line and line > 0 else None,
-                           column=column if column and column > 0 else None)
 
 
 @lru_cache(maxsize=64)
@@ -149,169 +51,6 @@ def _alternating(n: int, first: str) -> tuple[str, ...]:
     other = "<=" if first == ">=" else ">="
     return (first, other) * (n // 2)
 
-
-class _NotAShape(Exception):
-    """A whole-shape token holds something that is no operand; the general rules must say what."""
-
-
-class _Places(Mapping[str, tuple[int, int]]):
-    """Where each variable was declared, worked out on first use (most parses never need it)."""
-
-    def __init__(self) -> None:
-        self.known: dict[str, tuple[int, int]] = {}
-        self.unplaced: list[Token] = []  # runs of declarations read in bulk
-
-    def _all(self) -> dict[str, tuple[int, int]]:
-        for tok in self.unplaced:
-            cursor = _Cursor(tok)
-            for m in _DECL_SPLIT.finditer(tok):
-                self.known[m.group(1)] = cursor.at(m.start(1))
-        self.unplaced.clear()
-        return self.known
-
-    def __getitem__(self, name: str) -> tuple[int, int]:
-        return self._all()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())
-
-
-class _State:
-    """What one parse has seen so far: declarations, and the asserts in a `SpecBuilder`."""
-
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-        self.vars: dict[str, tuple[int, int]] = {}
-        self.inputs: dict[str, int] = {}  # the inputs among vars: name -> index
-        # Declarations read in bulk keep their token; their positions are worked out only when
-        # a message or the spec asks for them (most parses never need one).
-        self.positions = _Places()
-        self.builder = SpecBuilder(self.name, self.declared_at)
-        self.strict = 0
-
-    @staticmethod
-    def name(kind: int, i: int) -> str:
-        """The 1.0 name of a variable."""
-        return f"{'XY'[kind]}_{i}"
-
-    def indices(self, kind: int) -> set[int]:
-        """The declared indices of one kind of variable."""
-        return {i for k, i in self.vars.values() if k == kind}
-
-    def declared_at(self, kind: int, i: int) -> tuple[int | None, int | None]:
-        """Where a variable was declared."""
-        return self.positions.get(self.name(kind, i), (None, None))
-
-    def declare_all(self, tok: Token, names: list[str]) -> bool:
-        """Record a run of well-formed declarations at once; False when one needs a message."""
-        if not all(map(_VAR.fullmatch, names)):
-            return False
-        new = {n: (INPUT if n[0] == "X" else OUTPUT, int(n[2:])) for n in names}
-        if len(new) != len(names) or not new.keys().isdisjoint(self.vars):
-            return False
-        self.vars.update(new)
-        self.inputs.update((n, i) for n, (k, i) in new.items() if k == INPUT)
-        self.positions.unplaced.append(tok)
-        return True
-
-    def declare(self, name: str, sort: str, line: int, column: int, sort_at: tuple[int, int]) -> None:
-        """Record ``(declare-const name sort)``."""
-        m = _VAR.fullmatch(name)
-        if not m:
-            raise SpecError(f"expected a variable named X_<i> (an input) or Y_<j> (an output), found {name!r}",
-                            line=line, column=column)
-        if sort != "Real":
-            raise SpecError(f"expected the sort Real for {name}, found {sort!r}", line=sort_at[0], column=sort_at[1])
-        kind = INPUT if m.group(1) == "X" else OUTPUT
-        i = int(m.group(2))
-        if name in self.vars:
-            first = self.positions[name]
-            raise SpecError(f"expected one declaration of {name}, found a second one (the first is at line "
-                            f"{first[0]})", line=line, column=column)
-        self.vars[name] = (kind, i)
-        if kind == INPUT:
-            self.inputs[name] = i
-        self.positions.known[name] = (line, column)
-
-    def warn_strict(self, op: str, where: tuple[int, int]) -> str:
-        """Map a strict comparison to the non-strict one (the closure), warning once per file."""
-        self.strict += 1
-        if self.strict == 1:
-            log.warning("%s:%d:%d: strict '%s' read as non-strict '%s=' (further ones are not reported)",
-                        self.path or "<text>", where[0], where[1], op, op)
-        return op + "="
-
-    def number(self, text: str) -> float:
-        """The value of an operand that is not a declared variable (`_NotAShape` if it is no operand)."""
-        if _NUMBER.fullmatch(text) is None:
-            if _SYMBOL.fullmatch(text) is None:
-                raise _NotAShape(text)
-            if text.lower() in _NONFINITE_WORDS:
-                raise SpecError(f"expected a finite number, found {text!r}")
-            if _LOOKS_VAR.fullmatch(text):
-                kind = INPUT if text[0] == "X" else OUTPUT
-                declared = sorted(self.indices(kind))
-                have = (f"{self.name(kind, declared[0])} .. {self.name(kind, declared[-1])} are declared"
-                        if declared else f"no {'input' if kind == INPUT else 'output'} is declared")
-                raise SpecError(f"expected a declared variable, found {text} ({have})")
-            raise SpecError(f"expected a declared variable or a number, found {text!r}")
-        v = float(text)
-        if v in _INFS:
-            raise SpecError(f"expected a finite number, found {text!r} (it overflows a double)")
-        return v
-
-    def atom(self, conj: Conjunction, op: str, a: str, b: str, where: tuple[int, int]) -> None:
-        """Add the comparison ``(op a b)`` of two operands (variables or numbers) to ``conj``."""
-        if len(op) == 1:
-            op = self.warn_strict(op, where)
-        va = self.vars.get(a)
-        vb = self.vars.get(b)
-        if va is not None and vb is None:
-            v = self.number(b)
-            kind, i = va
-            if kind == INPUT:
-                if op == "<=":
-                    conj.upper(i, v)
-                else:
-                    conj.lower(i, v)
-            elif op == "<=":
-                conj.rows.append(({i: 1.0}, v))
-            else:
-                conj.rows.append(({i: -1.0}, -v))
-        elif va is None and vb is not None:
-            # ``(<= c V)`` is ``(>= V c)``: one code path for both orders.
-            self.atom(conj, ">=" if op == "<=" else "<=", b, a, where)
-        else:
-            lhs = Linear({va: 1.0}) if va is not None else Linear(None, self.number(a))
-            rhs = Linear({vb: 1.0}) if vb is not None else Linear(None, self.number(b))
-            compare(conj, op, lhs, rhs, (None, None), self.name)
-
-    def finish(self) -> Spec:
-        """The spec of everything parsed."""
-        counts = []
-        for kind, word in ((INPUT, "input"), (OUTPUT, "output")):
-            found = self.indices(kind)
-            if not found:
-                raise SpecError(f"expected at least one declared {word} variable "
-                                f"({self.name(kind, 0)}), found none", line=1, column=1)
-            n = len(found)
-            if max(found) != n - 1:
-                missing = min(set(range(n)) - found)
-                after = min(i for i in found if i > missing)
-                line, column = self.declared_at(kind, after)
-                raise SpecError(f"expected {self.name(kind, 0)} .. {self.name(kind, max(found))} declared without "
-                                f"gaps, found no declaration of {self.name(kind, missing)}", line=line, column=column)
-            counts.append(n)
-        return self.builder.build(counts[0], counts[1], self.positions)
-
-
-def _located(exc: SpecError, where: tuple[int, int]) -> SpecError:
-    if exc.line is None:
-        exc.line, exc.column = where
-    return exc
 
 
 class _ToSpec(Transformer):
@@ -322,7 +61,8 @@ class _ToSpec(Transformer):
     def _general(self, tok: Token, start: str) -> Any:
         """Parse a shape token again with the general rules (exact results and messages)."""
         # Padding puts the token at its own line and column, so positions come out right.
-        text = "\n" * (tok.line - 1) + " " * (tok.column - 1) + tok
+        line, column = pos(tok)
+        text = "\n" * (line - 1) + " " * (column - 1) + tok
         try:
             return _general_parser().parse(text, start=start)
         except UnexpectedInput as exc:
@@ -331,14 +71,14 @@ class _ToSpec(Transformer):
 
     def declare_fast(self, c: list[Token]) -> None:
         tok = c[0]
-        found = _DECL_SPLIT.findall(tok)
+        found = DECL_SPLIT.findall(tok)
         if len(found) != tok.count("("):
             self._general(tok, "start")
             return
         if self.state.declare_all(tok, found):
             return
-        cursor = _Cursor(tok)
-        for m in _DECL_SPLIT.finditer(tok):
+        cursor = Cursor(tok)
+        for m in DECL_SPLIT.finditer(tok):
             line, column = cursor.at(m.start(1))
             self.state.declare(m.group(1), "Real", line, column, (line, column))
 
@@ -355,13 +95,13 @@ class _ToSpec(Transformer):
         """Line and column of comparison ``k`` (see `_fill`)."""
         for n, m in enumerate(_CMP.finditer(tok, *where)):
             if n == k:
-                return _where_in(tok, m.start())
-        return (tok.line, tok.column)
+                return where_in(tok, m.start())
+        return pos(tok)
 
     def _where(self, tok: Token, where: tuple[int, int], k: int, op: str) -> tuple[int, int]:
         """Where comparison ``k`` is, when a strict operator needs its (first) warning."""
         if len(op) == 2 or self.state.strict:
-            return (tok.line, tok.column)  # not reported: a warning is given once per file
+            return pos(tok)  # not reported: a warning is given once per file
         return self._locate(tok, where, k)
 
     def _fill_bulk(self, conj: Conjunction, tok: Token, items: list[tuple[str, str, str]],
@@ -390,7 +130,7 @@ class _ToSpec(Transformer):
                 isx = list(map(is_not, idx, repeat(None)))
                 others = list(compress(range(len(idx)), map(not_, isx)))
                 xs_idx, xs_ops, xs_nums = (list(compress(idx, isx)), tuple(compress(ops, isx)),
-                                           list(compress(nums, isx)))
+                                           tuple(compress(nums, isx)))
             if any(names[k] in inputs or nums[k] in inputs for k in others):
                 return False
         try:
@@ -427,7 +167,7 @@ class _ToSpec(Transformer):
             for k in others:
                 st.atom(conj, ops[k], names[k], nums[k], self._where(tok, where, k, ops[k]))
         except SpecError as exc:
-            raise _located(exc, self._locate(tok, where, k)) from None
+            raise located(exc, self._locate(tok, where, k)) from None
         return True
 
     def _fill_loop(self, conj: Conjunction, tok: Token, items: list[tuple[str, str, str]],
@@ -442,9 +182,9 @@ class _ToSpec(Transformer):
             # The common case inlined (as Conjunction.lower/upper): an input bound ``(op X_i number)``.
             for k, (op, a, b) in enumerate(items):
                 i = get(a)
-                if i is not None and op in ("<=", ">=") and _NUMBER.fullmatch(b):
+                if i is not None and op in ("<=", ">=") and NUMBER.fullmatch(b):
                     v = float(b)
-                    if v in _INFS:
+                    if v in INFS:
                         st.number(b)
                     if op == "<=":
                         old = hi_get(i)
@@ -455,7 +195,7 @@ class _ToSpec(Transformer):
                 else:
                     st.atom(conj, op, a, b, self._where(tok, where, k, op))
         except SpecError as exc:
-            raise _located(exc, self._locate(tok, where, k)) from None
+            raise located(exc, self._locate(tok, where, k)) from None
 
     def assert_fast(self, c: list[Token]) -> None:
         tok = c[0]
@@ -463,13 +203,13 @@ class _ToSpec(Transformer):
         if 2 * len(items) != tok.count("("):
             self._general(tok, "start")
             return
-        conj = Conjunction(tok.line, tok.column)
+        conj = Conjunction(*pos(tok))
         try:
             self._fill(conj, tok, items, (0, len(tok)))
-        except _NotAShape:
+        except NotAShape:
             self._general(tok, "start")
             return
-        self.state.builder.plain(tok.line, tok.column).absorb(conj)
+        self.state.builder.plain(*pos(tok)).absorb(conj)
 
     def assert_formula(self, c: list[Any]) -> None:
         kw, dnf = c
@@ -483,28 +223,31 @@ class _ToSpec(Transformer):
         items = _CMP.findall(tok)
         if len(items) != tok.count("(") - (tok.type == "CONJ"):
             return self._general(tok, "formula")
-        conj = Conjunction(tok.line, tok.column)
+        conj = Conjunction(*pos(tok))
         try:
             self._fill(conj, tok, items, (0, len(tok)))
-        except _NotAShape:
+        except NotAShape:
             return self._general(tok, "formula")
         return [conj]
 
     def disj_fast(self, c: list[Token]) -> list[Conjunction]:
         tok = c[0]
         dnf: list[Conjunction] = []
-        pos, stop = _OR_HEAD.match(tok).end(), len(tok) - 1  # inside "(or" ... ")"
-        where = (tok.line, tok.column)
+        head = _OR_HEAD.match(tok)
+        if head is None:
+            return self._general(tok, "formula")
+        at, stop = head.end(), len(tok) - 1  # inside "(or" ... ")"
+        where = pos(tok)
         try:
-            while pos < stop:
-                end = tok.find("(and", pos + _CHUNK, stop) if stop - pos > _CHUNK else -1
+            while at < stop:
+                end = tok.find("(and", at + _CHUNK, stop) if stop - at > _CHUNK else -1
                 end = stop if end < 0 else end
                 # str.split at the literal "(and" is the cheapest way to the conjunctions; any
                 # other spelling ("( and", "(andy") leaves text that the checks below refuse.
-                parts = tok[pos:end].split("(and")
+                parts = tok[at:end].split("(and")
                 if parts[0].strip():
                     return self._general(tok, "formula")
-                offset = pos + len(parts[0])
+                offset = at + len(parts[0])
                 for part in parts[1:]:
                     span = (offset + 4, offset + 4 + len(part))
                     offset = span[1]
@@ -516,8 +259,8 @@ class _ToSpec(Transformer):
                     conj = Conjunction(*where)
                     self._fill(conj, tok, items, span)
                     dnf.append(conj)
-                pos = end
-        except _NotAShape:
+                at = end
+        except NotAShape:
             return self._general(tok, "formula")
         return disjoin([dnf], where)
 
@@ -546,7 +289,7 @@ class _ToSpec(Transformer):
             try:
                 return Linear(None, self.state.number(str(tok)))
             except SpecError as exc:
-                raise _located(exc, (tok.line, tok.column)) from None
+                raise located(exc, pos(tok)) from None
         return Linear({key: 1.0})
 
     def number(self, c: list[Token]) -> Linear:
@@ -554,7 +297,7 @@ class _ToSpec(Transformer):
         try:
             return Linear(None, self.state.number(str(tok)))
         except SpecError as exc:
-            raise _located(exc, (tok.line, tok.column)) from None
+            raise located(exc, pos(tok)) from None
 
     def plus(self, c: list[Any]) -> Linear:
         total = c[1]
@@ -588,6 +331,7 @@ class _ToSpec(Transformer):
         return None
 
 
+
 _LOCK = threading.Lock()
 _TRANSFORMER = _ToSpec()
 _PARSER: Lark | None = None
@@ -603,7 +347,7 @@ def _parser() -> Lark:
 
 
 def _switch_off_shapes(term: TerminalDef) -> None:
-    if term.name in _SHAPES:
+    if term.name in SHAPE_TERMINALS:
         term.pattern = PatternRE("(?!x)x")  # matches nothing, so the general rules take over
 
 
@@ -616,13 +360,14 @@ def _general_parser() -> Lark:
     return _GENERAL
 
 
+
 def parse(text: str, path: str | None = None) -> Spec:
     """The spec of a VNN-LIB text (1.0, or 2.x when it starts with a version header)."""
     if is_vnnlib2(text):
         from vnnbridge.vnnlib.vnnlib2 import parse_document
 
         return parse_document(text, path).to_spec()
-    state = _State(path)
+    state = ParseState(path)
     try:
         with _LOCK:
             parser = _parser()
@@ -644,10 +389,13 @@ def parse(text: str, path: str | None = None) -> Spec:
 def _point_at_bound(exc: SpecError, text: str) -> None:
     """Move an empty-range error to the later of the two comparisons that set its bounds."""
     name, lo, hi = exc.empty_range  # type: ignore[attr-defined]
-    pattern = re.compile(rf"\(\s*(?:<=|>=|<|>)\s*(?:{re.escape(name)}\s+({_OPND})|({_OPND})\s+{re.escape(name)})\s*\)")
+    pattern = re.compile(rf"\(\s*(?:<=|>=|<|>)\s*(?:{re.escape(name)}\s+({OPND})|({OPND})\s+{re.escape(name)})\s*\)")
     found: dict[float, int] = {}
     for m in pattern.finditer(text):
-        value = float(m.group(1) or m.group(2)) if (m.group(1) or m.group(2))[0] in "+-.0123456789" else None
+        operand = m.group(1) or m.group(2)
+        if operand[0] not in "+-.0123456789":
+            continue
+        value = float(operand)
         if value in (lo, hi) and value not in found:
             found[value] = m.start()
     if lo in found and hi in found:
@@ -655,27 +403,6 @@ def _point_at_bound(exc: SpecError, text: str) -> None:
         exc.line = text.count("\n", 0, offset) + 1
         exc.column = offset - text.rfind("\n", 0, offset)
 
-
-def read_text(path: str | Path) -> str:
-    """The text of a VNN-LIB file; ``.gz`` files (or gzip content) are decompressed."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read the property file: {exc.strerror or exc}", path=str(path)) from None
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise SpecError(f"expected a gzip-compressed VNN-LIB file, found a damaged one ({exc})",
-                            path=str(path)) from None
-    try:
-        return data.decode("utf-8-sig")  # a byte-order mark some editors write is not part of the text
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - data.rfind(b"\n", 0, exc.start)
-        raise SpecError(f"expected UTF-8 text, found the byte 0x{data[exc.start]:02x}", path=str(path),
-                        line=line, column=column) from None
 
 
 def parse_file(path: str | Path) -> Spec:

@@ -23,17 +23,17 @@ from lark.exceptions import UnexpectedInput
 from vnnbridge.errors import ModelError, SpecError
 from vnnbridge.vnnlib.dnf import INPUT, OUTPUT, Conjunction, Linear, SpecBuilder, compare, conjoin, disjoin
 from vnnbridge.vnnlib.model import Polytope, Spec
-from vnnbridge.vnnlib.parser import grammar_text, read_text, syntax_error
+from vnnbridge.vnnlib.text import grammar_text, read_text, syntax_error
 from vnnbridge.vnnlib.writer import format_number
 
 __all__ = [
     "Arith",
-    "Comparison",
     "Connective",
     "Document",
     "Element",
-    "Network",
+    "NetworkDeclaration",
     "Number",
+    "Relation",
     "Tensor",
     "document_from_spec",
     "parse_document",
@@ -83,7 +83,7 @@ class Tensor:
 
 
 @dataclass(frozen=True, slots=True)
-class Network:
+class NetworkDeclaration:
     """A declared network: its tensors and its equivalences to earlier networks."""
 
     name: str
@@ -125,7 +125,7 @@ Term = Union[Element, Number, Arith]
 
 
 @dataclass(frozen=True, slots=True)
-class Comparison:
+class Relation:
     """``(op left right)`` with op one of <=, >=, <, >, ==, !=."""
 
     op: str
@@ -143,7 +143,7 @@ class Connective:
     where: Where = field(default=(None, None), compare=False, repr=False)
 
 
-Formula = Union[Comparison, Connective]
+Formula = Union[Relation, Connective]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +151,7 @@ class Document:
     """A whole VNN-LIB 2.x query."""
 
     version: str
-    networks: tuple[Network, ...]
+    networks: tuple[NetworkDeclaration, ...]
     assertions: tuple[Formula, ...]
     path: str | None = field(default=None, compare=False, repr=False)
 
@@ -206,7 +206,8 @@ class _SpecMaker:
         builder = SpecBuilder(self.name, self.declared_at)
         for formula in self.doc.assertions:
             builder.add(self.dnf(formula), formula.where)
-        positions = {t.name: t.where for t in (self.input, self.output) if t.where[0] is not None}
+        positions = {t.name: (t.where[0], t.where[1] or 1) for t in (self.input, self.output)
+                     if t.where[0] is not None}
         return builder.build(self.input.size, self.output.size, positions)
 
     def dnf(self, f: Formula) -> list[Conjunction]:
@@ -275,7 +276,8 @@ class _ToDocument(Transformer):
     """LALR callbacks that build the document and check names, shapes and indices as they go."""
 
     tensors: dict[str, Tensor]
-    networks: dict[str, Network]
+    networks: dict[str, NetworkDeclaration]
+    pending: list[Tensor]
 
     def reset(self) -> None:
         self.tensors, self.networks, self.pending = {}, {}, []
@@ -316,7 +318,7 @@ class _ToDocument(Transformer):
                             line=name.line, column=name.column)
         return str(kind), str(name)
 
-    def network(self, c: list[Any]) -> Network:
+    def network(self, c: list[Any]) -> NetworkDeclaration:
         kw, name = c[0], c[1]
         equivalences = tuple(x for x in c[2:] if isinstance(x, tuple))
         tensors = tuple(x for x in c[2:] if isinstance(x, Tensor))
@@ -327,7 +329,7 @@ class _ToDocument(Transformer):
             if not any(t.role == role for t in tensors):
                 raise SpecError(f"expected at least one declare-{role} in network {name}, found none",
                                 line=name.line, column=name.column)
-        net = Network(str(name), tensors, equivalences, _w(kw))
+        net = NetworkDeclaration(str(name), tensors, equivalences, _w(kw))
         self.networks[net.name] = net
         return net
 
@@ -366,8 +368,8 @@ class _ToDocument(Transformer):
     def times(self, c: list[Any]) -> Arith:
         return Arith("*", tuple(c[1:]), _w(c[0]))
 
-    def compare(self, c: list[Any]) -> Comparison:
-        return Comparison(str(c[0]), c[1], c[2], _w(c[0]))
+    def compare(self, c: list[Any]) -> Relation:
+        return Relation(str(c[0]), c[1], c[2], _w(c[0]))
 
     def conj(self, c: list[Any]) -> Connective:
         return Connective("and", tuple(c[1:]), _w(c[0]))
@@ -380,8 +382,8 @@ class _ToDocument(Transformer):
 
     def start(self, c: list[Any]) -> Document:
         version = c[0][0]
-        networks = tuple(x for x in c[1:] if isinstance(x, Network))
-        assertions = tuple(x for x in c[1:] if not isinstance(x, Network))
+        networks = tuple(x for x in c[1:] if isinstance(x, NetworkDeclaration))
+        assertions = tuple(x for x in c[1:] if not isinstance(x, NetworkDeclaration))
         return Document(version, networks, assertions)
 
 
@@ -404,7 +406,7 @@ def parse_document(text: str, path: str | None = None) -> Document:
         with _LOCK:
             _TRANSFORMER.reset()
             try:
-                doc = _parser().parse(text)
+                doc: Any = _parser().parse(text)  # the transformer makes a Document, not a Tree
             finally:
                 _TRANSFORMER.reset()
     except UnexpectedInput as exc:
@@ -433,7 +435,7 @@ def _term(t: Term) -> str:
 
 
 def _formula(f: Formula) -> str:
-    if isinstance(f, Comparison):
+    if isinstance(f, Relation):
         return f"({f.op} {_term(f.left)} {_term(f.right)})"
     return f"({f.op} {' '.join(_formula(a) for a in f.args)})"
 
@@ -460,12 +462,9 @@ _ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: 
 
 def _onnx_tensors(onnx_path: str | Path) -> tuple[tuple[str, tuple[int, ...], str], tuple[str, tuple[int, ...], str]]:
     """(name, shape, dtype) of the one graph input and the one graph output of a model."""
-    import onnx
+    from vnnbridge.network import load_onnx
 
-    try:
-        model = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as exc:  # onnx raises several unrelated types for unreadable files
-        raise ModelError(f"cannot read the ONNX model: {exc}", path=str(onnx_path)) from None
+    model = load_onnx(onnx_path, external_data=False)
     inits = {i.name for i in model.graph.initializer}
     found = []
     for kind, values in (("input", [v for v in model.graph.input if v.name not in inits]),
@@ -503,7 +502,7 @@ def document_from_spec(spec: Spec, onnx: str | Path | None = None) -> Document:
     def box_atoms(case: Any) -> list[Formula]:
         out: list[Formula] = []
         for i, (lo, hi) in enumerate(zip(case.box.lower, case.box.upper)):
-            out += [Comparison(">=", xs[i], Number(lo)), Comparison("<=", xs[i], Number(hi))]
+            out += [Relation(">=", xs[i], Number(lo)), Relation("<=", xs[i], Number(hi))]
         return out
 
     assertions: list[Formula] = []
@@ -519,7 +518,7 @@ def document_from_spec(spec: Spec, onnx: str | Path | None = None) -> Document:
             atoms = box_atoms(case)
             disjuncts += [Connective("and", tuple(atoms + _rows(p, ys))) for p in case.polytopes]
         assertions.append(Connective("or", tuple(disjuncts)))
-    return Document("2.0", (Network(_network_name(onnx), (x, y)),), tuple(assertions))
+    return Document("2.0", (NetworkDeclaration(_network_name(onnx), (x, y)),), tuple(assertions))
 
 
 def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -537,21 +536,21 @@ def _rows(poly: Polytope, ys: list[Element]) -> list[Formula]:
         terms = [(j, c) for j, c in enumerate(a) if c != 0.0 or math.copysign(1.0, c) < 0.0]
         if len(terms) == 1 and terms[0][1] in (1.0, -1.0):
             j, c = terms[0]
-            out.append(Comparison("<=", ys[j], Number(b)) if c == 1.0 else Comparison(">=", ys[j], Number(-b)))
+            out.append(Relation("<=", ys[j], Number(b)) if c == 1.0 else Relation(">=", ys[j], Number(-b)))
             continue
         if len(terms) == 2 and b == 0.0 and math.copysign(1.0, b) > 0.0:
             (i, ci), (j, cj) = terms
             if (ci, cj) == (-1.0, 1.0):
                 i, j, ci, cj = j, i, cj, ci
             if (ci, cj) == (1.0, -1.0):
-                out.append(Comparison(">=", ys[j], ys[i]))
+                out.append(Relation(">=", ys[j], ys[i]))
                 continue
         if not terms:
-            out.append(Comparison("<=", Number(0.0), Number(b)))
+            out.append(Relation("<=", Number(0.0), Number(b)))
             continue
         products = tuple(Arith("*", (Number(c), ys[j])) for j, c in terms)
         lhs: Term = products[0] if len(products) == 1 else Arith("+", products)
-        out.append(Comparison("<=", lhs, Number(b)))
+        out.append(Relation("<=", lhs, Number(b)))
     return out
 
 
