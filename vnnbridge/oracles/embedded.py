@@ -309,7 +309,6 @@ class _Run:
         from vnnbridge.engine.crown import intermediate_bounds, optimise
         from vnnbridge.engine.torchnet import torch_net
 
-
         tn = torch_net(self.net, self.o.device)
         # Cheap first: CROWN intermediate bounds and alpha-CROWN on the output rows of every open
         # polytope at once (one domain per polytope, rows padded with never-refuting zeros).
