@@ -75,10 +75,18 @@ def test_nnenum_words(robust: Query, mode: str, verdict: Verdict) -> None:
     assert result.verdict is verdict, result.reason
 
 
-def test_nnenum_violated_without_witness_cannot_be_trusted(non_robust: tuple[Query, Path]) -> None:
+def test_nnenum_violated_without_witness_gets_a_witness_by_vnnbridge(non_robust: tuple[Query, Path]) -> None:
     query, _ = non_robust
     result = make_oracle(f"nnenum:{TOOLS / 'nnenum'}", env={"FAKE_NNENUM": "violated"}, **FAST).check(query, 5)
-    assert result.verdict is Verdict.ERROR and "sat without a witness" in result.reason
+    assert result.verdict is Verdict.SAT and result.reason.startswith("witness by vnnbridge"), result.reason
+    assert query.spec.violated_by(result.witness, load_network(query.onnx).run(result.witness))
+
+
+def test_nnenum_violated_on_a_robust_box_becomes_unknown(robust: Query) -> None:
+    # The fake lies: no witness exists, so vnnbridge finds none and the sat is not believed.
+    result = make_oracle(f"nnenum:{TOOLS / 'nnenum'}", env={"FAKE_NNENUM": "violated"}, **FAST).check(robust, 5)
+    assert result.verdict is Verdict.UNKNOWN, result.reason
+    assert "sat without a witness" in result.reason and "vnnbridge found none" in result.reason
 
 
 def test_nnenum_sat_with_witness_is_validated(non_robust: tuple[Query, Path]) -> None:

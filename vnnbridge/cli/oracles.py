@@ -1,5 +1,9 @@
 """CLI commands: ``vnnbridge oracles`` (what can answer here) and ``vnnbridge query`` (ask one).
 
+``oracles --check NAME`` starts oracle NAME (e.g. ``abcrown:DIR?python=/venv/bin/python``) on
+a tiny bundled instance and prints ``ready`` or ``not ready`` with the reason and the last lines
+of the tool's log; exit 0 when every checked oracle is ready, 1 otherwise.
+
 ``query --onnx NET --vnnlib PROP [--oracle NAME] [--timeout S] [--json] [--witness OUT]
 [--mean M.. --std S..]`` prints the verdict. Exit codes: 0 whenever a verdict was obtained
 (``timeout``, ``unknown`` and ``error`` from the tool included), 2 bad input, 3 an oracle
@@ -15,7 +19,7 @@ from pathlib import Path
 
 from vnnbridge.cli.options import add_normalisation, seconds
 
-__all__ = ["add", "list_oracles", "query"]
+__all__ = ["add", "check_oracles", "list_oracles", "query"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--json", action="store_true", help="print one JSON list of objects")
     o.add_argument("--folder", action="append", type=_folder, default=[], metavar="KIND=DIR",
                    help="check a folder-based oracle too, e.g. vnncomp=/opt/nnenum (repeatable)")
+    o.add_argument("--check", action="append", default=[], metavar="NAME",
+                   help="start oracle NAME on a tiny bundled instance and report ready / not ready "
+                   "with the tool's last log lines (repeatable; exit 1 when one is not ready)")
+    o.add_argument("--timeout", type=seconds, default=None,
+                   help="seconds the tool gets on the tiny instance with --check (default 60)")
     o.set_defaults(func=list_oracles)
 
     q = sub.add_parser("query", help="ask one oracle one VNN-LIB query and print its verdict",
@@ -59,9 +68,11 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def list_oracles(args: argparse.Namespace) -> int:
-    """Print every oracle with its availability and version."""
+    """Print every oracle with its availability and version (or, with --check, start the named ones)."""
     from vnnbridge.oracles.registry import describe_oracles
 
+    if args.check:
+        return check_oracles(args)
     infos = describe_oracles(dict(args.folder))
     if args.json:
         print(json.dumps([info.to_json() for info in infos]))
@@ -72,6 +83,26 @@ def list_oracles(args: argparse.Namespace) -> int:
         detail = info.version if info.usable else info.note
         print(f"{info.kind:<{width}}  {state:<10}  {detail}")
     return 0
+
+
+def check_oracles(args: argparse.Namespace) -> int:
+    """Run each ``--check`` oracle on the tiny instance; print ready / not ready and why."""
+    from vnnbridge.oracles.readiness import CHECK_TIMEOUT, check_oracle
+
+    checks = [check_oracle(spec, args.timeout or CHECK_TIMEOUT) for spec in args.check]
+    if args.json:
+        print(json.dumps([c.to_json() for c in checks]))
+    else:
+        for c in checks:
+            if c.ready:
+                print(f"{c.spec}: ready ({c.verdict} on the tiny instance in {c.seconds:.1f} s)")
+                continue
+            print(f"{c.spec}: not ready ({c.verdict} after {c.seconds:.1f} s): {c.reason}")
+            if c.log:
+                print(f"  log: {c.log}")
+            for line in c.tail:
+                print(f"  | {line}")
+    return 0 if all(c.ready for c in checks) else 1
 
 
 def query(args: argparse.Namespace) -> int:

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 from vnnbridge.errors import OracleUnavailable
-from vnnbridge.oracles.base import OracleResult, Query
-from vnnbridge.oracles.process import DEFAULT_GRACE, call_dir, run_command
-from vnnbridge.oracles.script import git_head, result_from_file
+from vnnbridge.oracles.base import Query
+from vnnbridge.oracles.external import ExternalOracle, Invocation
+from vnnbridge.oracles.script import git_head
 
 __all__ = ["AbcrownOracle", "config"]
 
@@ -43,44 +42,39 @@ def config(onnx: Path, vnnlib: Path, timeout: float, results: Path, cex: Path, d
     return cfg
 
 
-
-
-class AbcrownOracle:
+class AbcrownOracle(ExternalOracle):
     """Box queries answered by alpha-beta-CROWN's ``abcrown.py`` from a checkout."""
 
     name = "abcrown"
+    kind = "abcrown"
+    tool = "abcrown.py"
+    default_slack = _SLACK
 
-    def __init__(self, folder: str | os.PathLike[str], *, python: str | None = None, device: str = "cpu",
-                 extra: Mapping[str, Mapping[str, Any]] | None = None, slack: float = _SLACK,
-                 grace: float = DEFAULT_GRACE, threads: int = 1, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, folder: str | os.PathLike[str], *, device: str = "cpu",
+                 extra: Mapping[str, Mapping[str, Any]] | None = None, **settings: Any) -> None:
+        super().__init__(**settings)
         root = Path(folder).expanduser().resolve()
         candidates = [root / "complete_verifier" / "abcrown.py", root / "abcrown.py"]
         script = next((c for c in candidates if c.is_file()), None)
         if script is None:
             raise OracleUnavailable(f"no complete_verifier/abcrown.py in {root} (an alpha-beta-CROWN checkout)")
         self.root, self.script = root, script
-        self.python = python or sys.executable
-        self.device, self.extra = device, extra
-        self.slack, self.grace, self.threads, self.env = slack, grace, threads, dict(env or {})
+        self.device = device
+        # The settings file's ``config`` table first, then what the caller gave.
+        self.extra: dict[str, dict[str, Any]] = {k: dict(v) for k, v in self.config.items()}
+        for section, values in (extra or {}).items():
+            self.extra.setdefault(section, {}).update(values)
 
     def version(self) -> str:
         """The checkout's git commit (12 hex digits), or empty."""
         return git_head(self.root)
 
-    def check(self, query: Query, timeout: float) -> OracleResult:
-        """Write the config, run abcrown.py, read its result file."""
-        from vnnbridge.vnncomp.results import NO_RESULT
-
-        folder = call_dir(self.name, query.sha256)
-        results, cex, cfg = folder / "results.txt", folder / "cex.txt", folder / "config.yaml"
-        results.write_text(NO_RESULT + "\n")
+    def invocation(self, query: Query, timeout: float, folder: Path, results: Path) -> Invocation:
+        """Write the config into the call folder and run abcrown.py on it."""
+        cex, cfg = folder / "cex.txt", folder / "config.yaml"
         cfg.write_text(json.dumps(config(query.onnx, query.vnnlib, timeout, results, cex, self.device,
                                          self.extra), indent=1))
         # abcrown imports its modules as top-level ones, and auto_LiRPA from the checkout root.
         paths = [str(self.script.parent), str(self.root), os.environ.get("PYTHONPATH", "")]
-        env = {"PYTHONPATH": os.pathsep.join(p for p in paths if p), **self.env}
-        run = run_command([self.python, str(self.script), "--config", str(cfg)], timeout=timeout,
-                          log=folder / "abcrown.log", cwd=folder, env=env, slack=self.slack,
-                          grace=self.grace, threads=self.threads)
-        return result_from_file(run, results, oracle=self.name, version=self.version(), tool="abcrown.py",
-                                slack=self.slack)
+        env = {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+        return Invocation([self.interpreter, str(self.script), "--config", str(cfg)], env=env)

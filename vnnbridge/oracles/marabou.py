@@ -27,6 +27,7 @@ full precision as JSON.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import math
@@ -35,14 +36,16 @@ import shutil
 import sys
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from vnnbridge.errors import OracleProtocolError, OracleUnavailable
 from vnnbridge.oracles.base import OracleResult, Query, Verdict
+from vnnbridge.oracles.external import CannotRun, ExternalOracle, Invocation
 from vnnbridge.oracles.process import CompletedRun, call_dir, run_command
 
-__all__ = ["MEMORY_LIMIT", "MODES", "VERDICTS", "MarabouOracle", "find_marabou", "parse_answer",
+__all__ = ["MEMORY_LIMIT", "MODES", "VERDICTS", "MarabouMode", "MarabouOracle", "find_marabou", "parse_answer",
            "parse_output", "solve_with_api"]
 
 log = logging.getLogger(__name__)
@@ -59,8 +62,16 @@ VERDICTS: dict[str, Verdict] = {
     "QUIT_REQUESTED": Verdict.UNKNOWN,
 }
 
-# How Marabou is run: its command, or maraboupy's Python API in a child process.
-MODES = ("command", "api")
+
+
+class MarabouMode(enum.Enum):
+    """How Marabou is run: its command, or maraboupy's Python API in a child process."""
+
+    COMMAND = "command"
+    API = "api"
+
+
+MODES = tuple(m.value for m in MarabouMode)
 
 _ASSIGNMENT = re.compile(r"^\s*x(\d+)\s*=\s*(\S+)\s*$")
 # Seconds the runner waits past Marabou's own --timeout (start-up and ONNX parsing).
@@ -149,56 +160,67 @@ def solve_with_api(onnx: str, vnnlib: str, timeout: int, answer: str) -> None:
         json.dump({"exit": code, "x": x}, stream)  # json writes floats with repr: exact
 
 
-class MarabouOracle:
+class MarabouOracle(ExternalOracle):
     """Box queries answered by the ``Marabou`` command (maraboupy 2.0.0)."""
 
     name = "marabou"
+    kind = "marabou"
+    tool = "Marabou"
+    default_slack = _SLACK
 
-    def __init__(self, command: str | Path | None = None, *, threads: int = 1,
-                 extra_args: tuple[str, ...] = (), slack: float = _SLACK,
-                 memory: int | None = MEMORY_LIMIT, mode: str = "command") -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    def __init__(self, command: str | Path | None = None, *, extra_args: tuple[str, ...] = (),
+                 memory: int | None = MEMORY_LIMIT, mode: str | MarabouMode = MarabouMode.COMMAND,
+                 **options: Any) -> None:
+        try:
+            self.mode = MarabouMode(mode)
+        except ValueError:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}") from None
+        options.setdefault("args", tuple(extra_args))
+        super().__init__(memory=memory, **options)
         found = Path(command) if command else find_marabou()
         if found is None or not found.is_file():
             raise OracleUnavailable("the Marabou command is not installed (pip install maraboupy==2.0.0)")
-        self.mode = mode
-        self.command, self.threads, self.extra_args, self.slack = found, threads, tuple(extra_args), slack
-        self.memory = memory
+        self.command = found
+
+    @property
+    def extra_args(self) -> tuple[str, ...]:
+        """Arguments appended to every command line."""
+        return self.args
 
     def version(self) -> str:
         """Marabou's version, e.g. ``2.0.0``."""
         return _version(str(self.command))
 
     def argv(self, onnx: Path, vnnlib: Path, timeout: float) -> list[str]:
-        """The command line for one query."""
+        """The command line for one query (without the extra arguments)."""
         seconds = max(1, math.ceil(timeout))  # Marabou takes whole seconds; 0 would mean none
         return [str(self.command), str(onnx), str(vnnlib), "--timeout", str(seconds),
-                "--verbosity", "0", "--num-workers", "1", *self.extra_args]
+                "--verbosity", "0", "--num-workers", "1"]
 
-    def check(self, query: Query, timeout: float) -> OracleResult:
-        """Run Marabou once on the query; every failure becomes an ERROR verdict with its reason."""
+    def invocation(self, query: Query, timeout: float, folder: Path, results: Path) -> Invocation:
+        """The command (or the maraboupy child) on the model rewritten for Marabou's ONNX reader."""
         from vnnbridge.network import marabou_model
 
-        folder = call_dir(self.name, query.sha256)
-        log_file = folder / "marabou.log"
         try:
             onnx = marabou_model(query.onnx)
         except Exception as exc:  # a model Marabou cannot read is this oracle's error verdict
-            return OracleResult(Verdict.ERROR, self.name, self.version(), 0.0,
-                                reason=f"model preparation failed: {exc}")
-        if self.mode == "api":
-            answer = folder / "answer.json"
-            argv = [sys.executable, "-m", __name__, str(onnx), str(query.vnnlib),
-                    str(max(1, math.ceil(timeout))), str(answer)]
-        else:
-            answer, argv = None, self.argv(onnx, query.vnnlib, timeout)
-        run = run_command(argv, timeout=timeout, log=log_file, cwd=folder, slack=self.slack,
-                          threads=self.threads, memory=self.memory)
+            raise CannotRun(f"model preparation failed: {exc}") from None
+        if self.mode is MarabouMode.API:
+            python = self.python or sys.executable
+            return Invocation([python, "-m", __name__, str(onnx), str(query.vnnlib),
+                               str(max(1, math.ceil(timeout))), str(folder / "answer.json")])
+        return Invocation(self.argv(onnx, query.vnnlib, timeout))
+
+    def read(self, run: CompletedRun, results: Path, query: Query) -> OracleResult:
+        """The verdict from Marabou's stdout (command) or the child's JSON answer (api)."""
+        answer = results.parent / "answer.json" if self.mode is MarabouMode.API else None
         return self._result(run, query, answer)
 
     def _result(self, run: CompletedRun, query: Query, answer: Path | None = None) -> OracleResult:
-        base = dict(oracle=self.name, version=self.version(), seconds=run.seconds, log=run.log)
+        base: dict[str, Any] = dict(oracle=self.name, version=self.version(), seconds=run.seconds, log=run.log)
+        if run.cancelled:
+            return OracleResult(Verdict.UNKNOWN, reason=f"stopped after {run.seconds:.1f} s "
+                                "(another oracle answered first)", **base)
         if run.timed_out:
             return OracleResult(Verdict.TIMEOUT, reason=f"killed {run.seconds:.1f} s after start", **base)
         if run.returncode != 0:

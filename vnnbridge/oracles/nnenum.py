@@ -1,23 +1,23 @@
 """The ``nnenum:DIR`` oracle: Stanley Bak's nnenum from a checkout, through its command line.
 
 Runs ``python -m nnenum.nnenum ONNX VNNLIB TIMEOUT RESULTS PROCESSES SETTINGS`` with the
-checkout's ``src`` on PYTHONPATH. Older nnenum writes ``holds``/``violated`` and no witness;
-newer writes ``unsat``/``sat`` plus the counterexample. A ``sat`` without a witness cannot be
-validated and so becomes ERROR ("sat without a witness") by the shared rule: with such an
-nnenum, only its ``unsat`` answers are usable.
+checkout's ``src`` on PYTHONPATH, with the Python of nnenum's own environment
+(``nnenum:DIR?python=/venv/bin/python`` or ``vnnbridge-tool.toml``). nnenum writes
+``holds``/``violated`` and, at commit b18238f, no witness for ``violated``: the witness-
+validating wrapper of the registry then looks for one itself (`vnnbridge.oracles.witness`),
+so a true ``violated`` still becomes a validated ``sat`` ("witness by vnnbridge").
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
-from typing import Mapping
+from typing import Any
 
 from vnnbridge.errors import OracleUnavailable
-from vnnbridge.oracles.base import OracleResult, Query, Verdict
-from vnnbridge.oracles.process import DEFAULT_GRACE, call_dir, run_command
-from vnnbridge.oracles.script import git_head, result_from_file
+from vnnbridge.oracles.base import Query, Verdict
+from vnnbridge.oracles.external import ExternalOracle, Invocation
+from vnnbridge.oracles.script import git_head
 
 __all__ = ["VERDICTS", "NnenumOracle"]
 
@@ -36,37 +36,32 @@ VERDICTS: dict[str, Verdict] = {
 _SLACK = 10.0
 
 
-class NnenumOracle:
+class NnenumOracle(ExternalOracle):
     """Box queries answered by nnenum's command line from a checkout."""
 
     name = "nnenum"
+    kind = "nnenum"
+    tool = "nnenum"
+    words = VERDICTS
+    default_slack = _SLACK
 
-    def __init__(self, folder: str | os.PathLike[str], *, python: str | None = None, processes: int = 1,
-                 settings: str = "auto", slack: float = _SLACK, grace: float = DEFAULT_GRACE,
-                 env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, folder: str | os.PathLike[str], *, processes: int = 1, settings: str = "auto",
+                 **options: Any) -> None:
+        super().__init__(**options)
         root = Path(folder).expanduser().resolve()
         if not (root / "src" / "nnenum" / "nnenum.py").is_file():
             raise OracleUnavailable(f"no src/nnenum/nnenum.py in {root} (an nnenum checkout)")
-        self.root, self.python = root, python or sys.executable
+        self.root = root
         self.processes, self.settings = processes, settings
-        self.slack, self.grace, self.env = slack, grace, dict(env or {})
 
     def version(self) -> str:
         """The checkout's git commit (12 hex digits), or empty."""
         return git_head(self.root)
 
-    def check(self, query: Query, timeout: float) -> OracleResult:
-        """Run nnenum once and read its result file."""
-        from vnnbridge.vnncomp.results import NO_RESULT
-
-        folder = call_dir(self.name, query.sha256)
-        results = folder / "results.txt"
-        results.write_text(NO_RESULT + "\n")
+    def invocation(self, query: Query, timeout: float, folder: Path, results: Path) -> Invocation:
+        """``python -m nnenum.nnenum ONNX VNNLIB TIMEOUT RESULTS PROCESSES SETTINGS``."""
         env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(self.root / "src"),
-                                                           os.environ.get("PYTHONPATH", "")])), **self.env}
-        argv = [self.python, "-m", "nnenum.nnenum", str(query.onnx), str(query.vnnlib), f"{timeout:g}",
+                                                           os.environ.get("PYTHONPATH", "")]))}
+        argv = [self.interpreter, "-m", "nnenum.nnenum", str(query.onnx), str(query.vnnlib), f"{timeout:g}",
                 str(results), str(self.processes), self.settings]
-        run = run_command(argv, timeout=timeout, log=folder / "nnenum.log", cwd=folder, env=env,
-                          slack=self.slack, grace=self.grace, threads=1)
-        return result_from_file(run, results, oracle=self.name, version=self.version(), words=VERDICTS,
-                                tool="nnenum", slack=self.slack)
+        return Invocation(argv, env=env)

@@ -7,6 +7,11 @@ bytes, so a tool that floods its output cannot fill the disk). At ``timeout + sl
 group gets SIGTERM, after ``grace`` more seconds SIGKILL. When the tool exits by itself,
 whatever it left behind in its group gets the same treatment, so no process of a call
 outlives it. Only the group started here is ever signalled.
+
+Every tool runs with ``PYTHONUNBUFFERED=1``: a Python tool killed at its deadline otherwise
+leaves an empty log (block-buffered stdout), and the reason of its failure with it. A run
+started inside `cancelled_by` ends early (same group kill) once that event is set; this is
+how a portfolio stops the members that lost the race.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ __all__ = [
     "LOG_CAP",
     "THREAD_VARIABLES",
     "CompletedRun",
+    "active_logs",
     "call_dir",
+    "cancelled_by",
     "group_alive",
     "run_command",
     "thread_env",
@@ -51,6 +58,19 @@ LOG_CAP = 16 * 1024 * 1024
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 _counter = itertools.count()
+# The cancel event of the runs started in this thread (set by `cancelled_by`).
+_local = threading.local()
+# Seconds between looks at the cancel event while a tool runs.
+_POLL = 0.1
+# The log files of the runs in progress (a watchdog that ends the process names them).
+_active: set[Path] = set()
+_active_lock = threading.Lock()
+
+
+def active_logs() -> list[Path]:
+    """The log files of the tool runs in progress in this process."""
+    with _active_lock:
+        return sorted(_active)
 
 
 @dataclass(frozen=True)
@@ -64,6 +84,7 @@ class CompletedRun:
     log: Path
     dropped_bytes: int = 0
     survivors: bool = False  # some process of the group could not be killed (it left the group)
+    cancelled: bool = False  # ended early because the caller's cancel event was set
 
     def output(self, limit: int = LOG_CAP) -> str:
         """The logged output (first ``limit`` bytes), decoded leniently."""
@@ -90,6 +111,39 @@ def thread_env(threads: int = 1) -> dict[str, str]:
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     return {name: str(threads) for name in THREAD_VARIABLES}
+
+
+@contextlib.contextmanager
+def cancelled_by(event: threading.Event) -> Iterator[None]:
+    """Runs started in this thread inside the block end (group kill) as soon as ``event`` is set."""
+    previous = getattr(_local, "cancel", None)
+    _local.cancel = event
+    try:
+        yield
+    finally:
+        _local.cancel = previous
+
+
+def _wait(proc: subprocess.Popen[bytes], seconds: float, cancel: threading.Event | None) -> str:
+    """Wait for the tool: ``"exited"``, ``"timeout"`` or ``"cancelled"``."""
+    if cancel is None:
+        try:
+            proc.wait(timeout=seconds)
+            return "exited"
+        except subprocess.TimeoutExpired:
+            return "timeout"
+    end = time.monotonic() + seconds
+    while True:
+        if cancel.is_set():
+            return "cancelled"
+        left = end - time.monotonic()
+        if left <= 0:
+            return "timeout"
+        try:
+            proc.wait(timeout=min(_POLL, left))
+            return "exited"
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def call_dir(kind: str, key: str) -> Path:
@@ -223,9 +277,21 @@ def run_command(argv: Sequence[str | os.PathLike[str]], *, timeout: float, log: 
     if timeout <= 0:
         raise ValueError(f"timeout must be positive, got {timeout!r}")
     args = tuple(os.fspath(a) for a in argv)
-    full_env = {**os.environ, **thread_env(threads), **(env or {})}
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **thread_env(threads), **(env or {})}
     log.parent.mkdir(parents=True, exist_ok=True)
     _log_argv(args, cwd)
+    with _active_lock:
+        _active.add(log)
+    try:
+        return _run(args, timeout, log, full_env, cwd, slack, grace, log_cap, memory)
+    finally:
+        with _active_lock:
+            _active.discard(log)
+
+
+def _run(args: tuple[str, ...], timeout: float, log: Path, full_env: dict[str, str],
+         cwd: str | os.PathLike[str] | None, slack: float, grace: float, log_cap: int,
+         memory: int | None) -> CompletedRun:
     start = time.perf_counter()
     dropped = [0]
     with log.open("wb") as sink, _terminate_as_exit():
@@ -240,11 +306,9 @@ def run_command(argv: Sequence[str | os.PathLike[str]], *, timeout: float, log: 
         reader = threading.Thread(target=_copy_output, args=(pipe, sink, log_cap, dropped),
                                   name=f"log-{pgid}", daemon=True)
         reader.start()
-        timed_out = False
+        ending = "exited"
         try:
-            proc.wait(timeout=timeout + slack)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            ending = _wait(proc, timeout + slack, getattr(_local, "cancel", None))
         finally:
             # Also on KeyboardInterrupt: nothing we started may outlive the call.
             gone = _end_group(proc, grace)
@@ -263,7 +327,8 @@ def run_command(argv: Sequence[str | os.PathLike[str]], *, timeout: float, log: 
             sink.write(f"\n[vnnbridge: {dropped[0]} further bytes of output dropped]\n".encode())
     if not gone:
         _logger.warning("%s: processes of group %d survived SIGKILL", args[0], pgid)
-    return CompletedRun(args, returncode, timed_out, seconds, log, dropped[0], not gone)
+    return CompletedRun(args, returncode, ending == "timeout", seconds, log, dropped[0], not gone,
+                        ending == "cancelled")
 
 
 def _log_argv(args: tuple[str, ...], cwd: str | os.PathLike[str] | None) -> None:

@@ -2,8 +2,13 @@
 
 An oracle is named by a string: ``embedded``, ``marabou``, or ``KIND:ARG`` such as
 ``vnncomp:/path/to/tool`` or ``abcrown:/path/to/alpha-beta-CROWN``; a folder kind named
-bare (``abcrown``) takes its folder from ``$VNNBRIDGE_ABCROWN`` (likewise for the others). ``make_oracle`` returns it
-wrapped so that every SAT witness is re-validated with onnxruntime before anyone sees it.
+bare (``abcrown``) takes its folder from ``$VNNBRIDGE_ABCROWN`` (likewise for the others).
+External tools take their settings (their own Python above all) from ``?python=...`` after the
+folder and from a ``vnnbridge-tool.toml`` (`vnnbridge.oracles.external`).
+``portfolio:A,B,...`` races several oracles on each query (`vnnbridge.oracles.portfolio`).
+``make_oracle`` returns the oracle wrapped so that every SAT witness is re-validated with
+onnxruntime before anyone sees it, and a sat without a usable witness is searched for
+(`vnnbridge.oracles.witness.validated`).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import time
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, cast
@@ -42,6 +48,7 @@ BUILTIN: dict[str, str] = {
     "neuralsat": "vnnbridge.oracles.neuralsat:NeuralsatOracle",
     "nnenum": "vnnbridge.oracles.nnenum:NnenumOracle",
     "fake": "vnnbridge.oracles.fake:FakeOracle",
+    "portfolio": "vnnbridge.oracles.portfolio:PortfolioOracle",
 }
 
 # Kinds that are named with a tool folder (``KIND:DIR``); without one they cannot run.
@@ -67,9 +74,13 @@ def oracle_class(kind: str) -> type:
 
 @dataclass
 class Validating:
-    """Wraps an oracle so that its SAT witnesses are confirmed (or the verdict becomes ERROR)."""
+    """Wraps an oracle so that its SAT witnesses are confirmed (or searched for, or the verdict is dropped).
+
+    ``recover`` allows the witness search when the tool's sat comes without a usable witness.
+    """
 
     inner: Any
+    recover: bool = True
 
     @property
     def name(self) -> str:
@@ -81,21 +92,45 @@ class Validating:
         return str(self.inner.version())
 
     def check(self, query: Query, timeout: float) -> OracleResult:
-        """Ask the inner oracle, then validate its witness."""
-        return validated(self.inner.check(query, timeout), query)
+        """Ask the inner oracle, then validate its witness (searching for one where it is missing)."""
+        start = time.perf_counter()
+        result = self.inner.check(query, timeout)
+        # The search gets what is left of the budget, and at least a fifth of it: a tool that
+        # says `violated` at its deadline still deserves a look.
+        left = max(timeout - (time.perf_counter() - start), 0.2 * timeout) if self.recover else None
+        return validated(result, query, recover_budget=left)
+
+
+def _split_kind(spec: str) -> tuple[str, str]:
+    """``KIND:ARG`` or ``KIND?OPTIONS`` (options without a folder) -> (kind, arg)."""
+    kind, _, arg = spec.partition(":")
+    if "?" in kind:
+        kind, _, options = kind.partition("?")
+        arg = f"?{options}{':' + arg if arg else ''}"
+    return kind, arg
 
 
 def make_oracle(spec: str, **options: Any) -> Oracle:
-    """Build the oracle named by ``spec`` (``NAME`` or ``NAME:ARG``), witness-validating."""
-    kind, _, arg = spec.partition(":")
-    if kind in NEEDS_FOLDER and not arg:
-        # A folder kind named bare takes its folder from $VNNBRIDGE_<KIND> (e.g. VNNBRIDGE_ABCROWN).
-        arg = os.environ.get(f"VNNBRIDGE_{kind.upper()}", "")
-        if not arg:
-            raise OracleUnavailable(f"oracle {kind!r} needs a folder: name it as {kind}:DIR "
-                                    f"or set VNNBRIDGE_{kind.upper()}")
+    """Build the oracle named by ``spec`` (``NAME``, ``NAME:ARG`` or ``NAME:DIR?python=...``), witness-validating."""
+    from vnnbridge.oracles.external import ExternalOracle, split_spec, tool_options
+
+    kind, arg = _split_kind(spec)
     cls = oracle_class(kind)
+    if isinstance(cls, type) and issubclass(cls, ExternalOracle):
+        arg, params = split_spec(arg)
+        if kind in NEEDS_FOLDER and not arg:
+            # A folder kind named bare takes its folder (and options) from $VNNBRIDGE_<KIND>.
+            arg, env_params = split_spec(os.environ.get(f"VNNBRIDGE_{kind.upper()}", ""))
+            if not arg:
+                raise OracleUnavailable(f"oracle {kind!r} needs a folder: name it as {kind}:DIR "
+                                        f"or set VNNBRIDGE_{kind.upper()}")
+            params = {**env_params, **params}
+        options = {**tool_options(kind, arg), **params, **options}
+    if kind == "portfolio" and not arg:
+        raise OracleUnavailable("a portfolio needs its members: portfolio:ORACLE,ORACLE,...")
     inner = cls(arg, **options) if arg else cls(**options)
+    if kind == "portfolio":
+        return cast(Oracle, inner)  # its members validate their own witnesses
     return cast(Oracle, Validating(inner))  # Oracle's name is a plain attribute, Validating's a property
 
 
@@ -141,6 +176,9 @@ def describe_oracles(folders: dict[str, str] | None = None) -> list[OracleInfo]:
     for kind in oracle_kinds():
         target = BUILTIN.get(kind) or next(
             (ep.value for ep in entry_points(group="vnnbridge.oracles", name=kind)), "")
+        if kind == "portfolio" and kind not in folders:
+            infos.append(OracleInfo(kind, target, False, "", "name it as portfolio:ORACLE,ORACLE,..."))
+            continue
         if kind in NEEDS_FOLDER and kind not in folders and not os.environ.get(f"VNNBRIDGE_{kind.upper()}"):
             infos.append(OracleInfo(kind, target, False, "", f"name it as {kind}:DIR"))
             continue

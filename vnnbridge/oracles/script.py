@@ -7,6 +7,8 @@ with the results file pre-filled with ``no_result_in_file``. The file is read th
 `vnnbridge.vnncomp.results` (one table of words, 2021's ``holds``/``violated`` included);
 a non-zero exit, a missing word or a word outside the table is an ERROR verdict with the
 reason, and a ``sat`` is only believed once its witness passes `vnnbridge.oracles.witness`.
+A ``python=`` setting puts that interpreter's folder first on the scripts' PATH, so a
+``python`` they call is the tool's own.
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Mapping
-
-import numpy as np
+from typing import Any
 
 from vnnbridge.cache import atomic_write, cache_dir, sha256_bytes, sha256_file
-from vnnbridge.errors import OracleProtocolError, OracleUnavailable
+from vnnbridge.errors import OracleUnavailable
 from vnnbridge.oracles.base import OracleResult, Query, Verdict
-from vnnbridge.oracles.process import DEFAULT_GRACE, CompletedRun, call_dir, run_command
+from vnnbridge.oracles.external import ExternalOracle, Invocation, result_from_file
+from vnnbridge.oracles.process import call_dir, run_command
 
 __all__ = ["DEFAULT_CATEGORY", "PREPARE_TIMEOUT", "ScriptOracle", "git_head", "result_from_file"]
 
@@ -48,47 +49,21 @@ def git_head(folder: Path) -> str:
         return ""
 
 
-def result_from_file(run: CompletedRun, results: Path, *, oracle: str, version: str,
-                     words: Mapping[str, Verdict] | None = None, tool: str = "the tool",
-                     slack: float = 0.0) -> OracleResult:
-    """The verdict of one tool run that answers in a VNN-COMP result file (shared by the adapters).
-
-    A run killed at its deadline is TIMEOUT; a non-zero exit, an unreadable file or a word
-    outside ``words`` (default: the competition's) is ERROR with the reason; a sat carries the
-    file's X values as its (still unvalidated) witness.
-    """
-    from vnnbridge.vnncomp.results import RESULT_WORDS, read_result
-
-    base: dict = dict(oracle=oracle, version=version, seconds=run.seconds, log=run.log)
-    if run.timed_out:
-        return OracleResult(Verdict.TIMEOUT, reason=f"killed {run.seconds:.1f} s after start "
-                            f"({slack:g} s past its timeout)", **base)
-    if run.returncode != 0:
-        return OracleResult(Verdict.ERROR, reason=f"{tool} exited with code {run.returncode}: {run.tail()}",
-                            **base)
-    try:
-        parsed = read_result(results, words or RESULT_WORDS)
-    except OracleProtocolError as exc:
-        return OracleResult(Verdict.ERROR, reason=f"{exc.message}; log: {run.tail(200)}", **base)
-    witness: np.ndarray | None = parsed.x
-    reason = "" if parsed.verdict in (Verdict.SAT, Verdict.UNSAT) else run.tail(200)
-    return OracleResult(parsed.verdict, witness=witness, reason=reason, **base)
-
-
 def _command(script: Path) -> list[str]:
     """Run a script directly when it is executable (its shebang decides), else with bash."""
     return [str(script)] if os.access(script, os.X_OK) else ["bash", str(script)]
 
 
-class ScriptOracle:
+class ScriptOracle(ExternalOracle):
     """Box queries answered by a tool folder holding ``run_instance.sh`` (and ``prepare_instance.sh``)."""
 
     kind = "vnncomp"
+    tool = "run_instance.sh"
+    default_slack = _SLACK
 
     def __init__(self, folder: str | os.PathLike[str], *, category: str = DEFAULT_CATEGORY,
-                 prepare_timeout: float = PREPARE_TIMEOUT, slack: float = _SLACK,
-                 grace: float = DEFAULT_GRACE, threads: int = 1, env: Mapping[str, str] | None = None,
-                 name: str | None = None) -> None:
+                 prepare_timeout: float = PREPARE_TIMEOUT, name: str | None = None, **options: Any) -> None:
+        super().__init__(**options)
         self.folder = Path(folder).expanduser().resolve()
         self.run_script = self.folder / "run_instance.sh"
         if not self.run_script.is_file():
@@ -96,7 +71,6 @@ class ScriptOracle:
         prepare = self.folder / "prepare_instance.sh"
         self.prepare_script = prepare if prepare.is_file() else None
         self.category, self.prepare_timeout = category, prepare_timeout
-        self.slack, self.grace, self.threads, self.env = slack, grace, threads, dict(env or {})
         self.name = name or f"{self.kind}:{self.folder.name}"
         self._prepared: set[str] = set()
 
@@ -112,9 +86,10 @@ class ScriptOracle:
                 digest.update(script.read_bytes())
         return f"scripts-{digest.hexdigest()[:12]}"
 
-    def _run(self, argv: list[str], timeout: float, log_file: Path) -> CompletedRun:
-        return run_command(argv, timeout=timeout, log=log_file, cwd=self.folder, env=self.env,
-                           slack=self.slack, grace=self.grace, threads=self.threads)
+    def _path_env(self) -> dict[str, str]:
+        if self.python is None:
+            return {}
+        return {"PATH": os.pathsep.join([str(Path(self.python).parent), os.environ.get("PATH", "")])}
 
     def prepare(self, onnx: Path, vnnlib: Path) -> str | None:
         """Run ``prepare_instance.sh`` once per (folder, category, network); the failure reason, or None."""
@@ -125,8 +100,13 @@ class ScriptOracle:
         if key in self._prepared or marker.is_file():
             return None
         folder = call_dir("prepare", key)
-        run = self._run([*_command(self.prepare_script), "v1", self.category, str(onnx), str(vnnlib)],
-                        self.prepare_timeout, folder / "prepare.log")
+        try:
+            run = run_command([*_command(self.prepare_script), "v1", self.category, str(onnx), str(vnnlib)],
+                              timeout=self.prepare_timeout, log=folder / "prepare.log", cwd=self.folder,
+                              env={**self._path_env(), **self.env}, slack=self.slack, grace=self.grace,
+                              threads=self.threads)
+        except OSError as exc:
+            return f"cannot start prepare_instance.sh: {exc.strerror or exc}"
         if run.timed_out:
             return f"prepare_instance.sh ran past {self.prepare_timeout:g} s; log: {run.log}"
         if run.returncode != 0:
@@ -135,18 +115,15 @@ class ScriptOracle:
         atomic_write(marker, f"{self.folder}\n{self.category}\n{onnx}\n")
         return None
 
+    def invocation(self, query: Query, timeout: float, folder: Path, results: Path) -> Invocation:
+        """``run_instance.sh v1 CATEGORY ONNX VNNLIB RESULTS TIMEOUT`` in the tool folder."""
+        return Invocation([*_command(self.run_script), "v1", self.category, str(query.onnx),
+                           str(query.vnnlib), str(results), f"{timeout:g}"], cwd=self.folder,
+                          env=self._path_env())
+
     def check(self, query: Query, timeout: float) -> OracleResult:
-        """Prepare (once), run ``run_instance.sh``, read its result file."""
-        base = dict(oracle=self.name, version=self.version())
+        """Prepare (once), then the shared run loop."""
         failure = self.prepare(query.onnx, query.vnnlib)
         if failure is not None:
-            return OracleResult(Verdict.ERROR, reason=failure, **base)
-        folder = call_dir(self.kind, query.sha256)
-        results = folder / "results.txt"
-        from vnnbridge.vnncomp.results import NO_RESULT
-
-        results.write_text(NO_RESULT + "\n")  # as the harness does: silence is not a verdict
-        run = self._run([*_command(self.run_script), "v1", self.category, str(query.onnx),
-                         str(query.vnnlib), str(results), f"{timeout:g}"], timeout, folder / "run.log")
-        return result_from_file(run, results, oracle=self.name, version=base["version"],
-                                tool="run_instance.sh", slack=self.slack)
+            return OracleResult(Verdict.ERROR, self.name, self.version(), reason=failure)
+        return super().check(query, timeout)

@@ -5,12 +5,21 @@ A witness is first clipped into the queried box when it lies outside by at most
 the property exactly (no tolerance on the outputs): some polytope of its case is met by the
 onnxruntime output. A witness that fails this may get a short local repair (`repair`) inside
 the box; if that fails too, the verdict becomes ERROR with the reason recorded.
+
+Some tools say sat without a usable witness (nnenum writes ``violated`` and no counterexample).
+Given a budget, `validated` then searches for a witness itself (`search_witness`): a
+projected-gradient attack with many restarts, then the embedded oracle on the same query. A
+witness found that way passes the same onnxruntime check and is recorded as "witness by
+vnnbridge"; none found makes the verdict UNKNOWN with the reason (a sat that cannot be shown
+is no sat). A bogus witness gets the same search; if it finds nothing, the verdict stays ERROR
+(the tool gave a point that does not violate the property).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -19,13 +28,17 @@ from vnnbridge.errors import BogusWitness
 from vnnbridge.network import Network, load_network
 from vnnbridge.oracles.base import OracleResult, Query, Verdict
 
-__all__ = ["CLIP_ATOL", "confirm_witness", "validated"]
+__all__ = ["CLIP_ATOL", "RECOVERED", "confirm_witness", "search_witness", "validated"]
 
 log = logging.getLogger(__name__)
 
 # How far outside the queried box a printed witness may lie before it is bogus (the VNN-COMP
 # scorer accepts 1e-4; we are stricter and then clip, so the stored witness is inside the box).
 CLIP_ATOL = 1e-6
+# How a witness found by vnnbridge (not by the tool) is marked in the result's reason.
+RECOVERED = "witness by vnnbridge"
+# Attack restarts and steps per case of the witness search.
+_RESTARTS, _STEPS = 64, 100
 
 
 def _violates(query: Query, x: np.ndarray, net: Network) -> bool:
@@ -64,16 +77,82 @@ def _repair(query: Query, case: Any, x: np.ndarray, net: Network) -> np.ndarray 
     return repair_witness(query, case, x, net)
 
 
-def validated(result: OracleResult, query: Query) -> OracleResult:
-    """``result`` with its SAT witness confirmed, or turned into ERROR with the reason."""
+def _attack(query: Query, net: Network, deadline: float) -> np.ndarray | None:
+    """PGD with many restarts in every case's box; a point onnxruntime confirms, or None."""
+    from vnnbridge.engine.attack import Objective, pgd, start_points
+    from vnnbridge.engine.graph import load_layer_net
+
+    layers = load_layer_net(query.onnx)
+    rng = np.random.default_rng(0)
+    for case in query.spec.cases:
+        lo, hi = case.box.arrays()
+        polys = [p.arrays(query.spec.outputs) for p in case.polytopes]
+        if not polys or any(len(b) == 0 for _, b in polys):
+            continue  # the embedded oracle settles the trivial cases
+        x, value = pgd(layers, Objective.from_polytopes(polys), lo, hi, start_points(lo, hi, _RESTARTS, rng),
+                       _STEPS, rng, stop_below=-3e-5, deadline=deadline)
+        if value <= 0.0 and _violates(query, x, net):
+            return x
+        if time.perf_counter() > deadline:
+            break
+    return None
+
+
+def search_witness(query: Query, budget: float) -> tuple[np.ndarray | None, str]:
+    """A confirmed witness found by vnnbridge within ``budget`` seconds, or None and why not."""
+    from vnnbridge.errors import VnnbridgeError
+    from vnnbridge.oracles.embedded import EmbeddedOracle
+
+    deadline = time.perf_counter() + max(0.0, budget)
+    net = load_network(query.onnx)
+    try:
+        x = _attack(query, net, deadline)
+    except VnnbridgeError as exc:  # a model the engine cannot read: no search possible
+        return None, f"no search possible: {exc.message}"
+    if x is not None:
+        return confirm_witness(query, x, net, repair=False), "attack"
+    left = deadline - time.perf_counter()
+    if left <= 0.05:
+        return None, f"the attack found none in {budget:.1f} s"
+    try:
+        answer = EmbeddedOracle().check(query, left)
+    except VnnbridgeError as exc:
+        return None, f"the attack found none, and the embedded oracle cannot run: {exc.message}"
+    if answer.verdict is Verdict.SAT and answer.witness is not None:
+        try:
+            return confirm_witness(query, answer.witness, net), "embedded oracle"
+        except BogusWitness as exc:
+            return None, f"the embedded oracle's witness fails: {exc.message}"
+    if answer.verdict is Verdict.UNSAT:
+        return None, "the embedded oracle proves the query unsat"
+    return None, f"neither the attack nor the embedded oracle ({answer.verdict.value}) found one"
+
+
+def validated(result: OracleResult, query: Query, recover_budget: float | None = None) -> OracleResult:
+    """``result`` with its SAT witness confirmed, else searched for (given ``recover_budget`` seconds).
+
+    Without a budget, a sat without a confirmed witness becomes ERROR with the reason.
+    """
     if result.verdict is not Verdict.SAT:
         return dataclasses.replace(result, witness=None) if result.witness is not None else result
     if result.witness is None:
-        return dataclasses.replace(result, verdict=Verdict.ERROR, reason="sat without a witness")
-    try:
-        x = confirm_witness(query, result.witness)
-    except BogusWitness as exc:
-        log.warning("%s: bogus witness: %s", result.oracle, exc.message)
-        return dataclasses.replace(result, verdict=Verdict.ERROR, witness=None,
-                                   reason=f"bogus witness: {exc.message}")
-    return dataclasses.replace(result, witness=x)
+        problem = "sat without a witness"
+    else:
+        try:
+            return dataclasses.replace(result, witness=confirm_witness(query, result.witness))
+        except BogusWitness as exc:
+            log.warning("%s: bogus witness: %s", result.oracle, exc.message)
+            problem = f"bogus witness: {exc.message}"
+    if recover_budget is None or recover_budget <= 0:
+        return dataclasses.replace(result, verdict=Verdict.ERROR, witness=None, reason=problem)
+    start = time.perf_counter()
+    x, how = search_witness(query, recover_budget)
+    spent = time.perf_counter() - start
+    seconds = result.seconds + spent
+    if x is not None:
+        log.info("%s: %s; %s (%s, %.1f s)", result.oracle, problem, RECOVERED, how, spent)
+        return dataclasses.replace(result, witness=x, seconds=seconds,
+                                   reason=f"{RECOVERED} ({how}; the tool's: {problem})")
+    verdict = Verdict.UNKNOWN if result.witness is None else Verdict.ERROR
+    return dataclasses.replace(result, verdict=verdict, witness=None, seconds=seconds,
+                               reason=f"{problem}; vnnbridge found none in {spent:.1f} s: {how}")

@@ -56,18 +56,31 @@ class OracleChoice:
         return lowered.get(category.lower(), self.default)
 
 
+_CATEGORY = re.compile(r"[A-Za-z0-9_.-]+")
+
+
 def _from_env(value: str) -> OracleChoice:
-    default, categories = DEFAULT_ORACLE, {}
+    # Entries are CATEGORY=ORACLE or bare; an oracle name may hold "=" itself (``?python=/p``) and
+    # a portfolio holds commas (``portfolio:embedded,abcrown:DIR``), so only a plain name before
+    # the first "=" makes a category, and bare entries after a portfolio are its members.
+    bare: list[str] = []
+    categories: dict[str, str] = {}
     for entry in (e.strip() for e in value.split(",")):
         if not entry:
             continue
         category, sep, spec = entry.partition("=")
-        if sep:
-            if not category.strip() or not spec.strip():
+        if sep and _CATEGORY.fullmatch(category.strip()):
+            if not spec.strip():
                 raise InputError(f"{ENV_ORACLE}: entry {entry!r} needs the form CATEGORY=ORACLE")
             categories[category.strip()] = spec.strip()
+        elif sep and not category.strip():
+            raise InputError(f"{ENV_ORACLE}: entry {entry!r} needs the form CATEGORY=ORACLE")
         else:
-            default = entry
+            bare.append(entry)
+    if len(bare) > 1 and not bare[0].startswith("portfolio:"):
+        raise InputError(f"{ENV_ORACLE}: more than one default oracle ({', '.join(bare)}); "
+                         "race several with portfolio:A,B")
+    default = ",".join(bare) if bare else DEFAULT_ORACLE
     return OracleChoice(default, categories, source=f"${ENV_ORACLE}")
 
 

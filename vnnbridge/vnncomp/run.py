@@ -11,6 +11,13 @@ runner can kill its tool cleanly.
 Every verdict goes through the witness validation of the oracle registry, and a `sat` is checked
 once more the way the scorer checks it before it is written; one that fails is written as
 `unknown` (a `sat` without a valid witness would cost -150 points).
+
+Every oracle sees the model `query` would give it: a final Softmax stripped when the property
+only compares outputs (`vnnbridge.network.prepare_model`); the witness's outputs in the result
+file are still those of the instance's own model. Every oracle is held back by the same
+`OVERRUN` from the deadline, external tools and the embedded oracle alike. When
+``$VNNBRIDGE_ANSWER_JSON`` names a file, the answer's verdict, reason, oracle, seconds and the
+tool's log are written there too (`compare` reads it for its reason column).
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ from vnnbridge.oracles.base import Verdict
 from vnnbridge.vnncomp.config import OracleChoice
 from vnnbridge.vnnlib.model import Spec
 
-__all__ = ["RUN_MARK", "SCOPE_VARIABLE", "HarnessAnswer", "HarnessInstance", "answer_instance", "network_paths",
-           "oracle_budget", "end_own_tools", "find_marked", "mark_own_tools", "reserve_seconds", "run_scope", "write_answer"]
+__all__ = ["ANSWER_JSON", "OVERRUN", "RUN_MARK", "SCOPE_VARIABLE", "STARTUP_VARIABLE", "HarnessAnswer",
+           "HarnessInstance", "answer_instance", "end_own_tools", "find_marked", "mark_own_tools", "network_paths", "oracle_budget",
+           "reserve_seconds", "run_scope", "write_answer", "write_answer_json"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +48,11 @@ log = logging.getLogger(__name__)
 # default ``harness``), so that parallel comparisons or test runs never end each other's tools.
 RUN_MARK = "VNNBRIDGE_VNNCOMP_RUN"
 SCOPE_VARIABLE = "VNNBRIDGE_RUN_SCOPE"
+# Where the answer is also written as JSON (for `compare`), when set.
+ANSWER_JSON = "VNNBRIDGE_ANSWER_JSON"
+# The oracle's start-up in seconds as `compare` measured it: the time limit includes it, so the
+# oracle's own timeout (which tools count from after their start-up) leaves it out.
+STARTUP_VARIABLE = "VNNBRIDGE_STARTUP"
 
 
 def run_scope() -> str:
@@ -78,21 +91,26 @@ def end_own_tools() -> None:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             continue
-# Seconds an oracle may run past its budget: in-process oracles stop on their own deadline;
-# external tools get the process runner's slack plus its TERM-to-KILL grace before the group dies.
-_OVERRUN = {"embedded": 0.5, "fake": 0.5}
+# Seconds every oracle is held back from the deadline, the same for all (equal footing): the
+# witness check and the result file need it. A tool still running at the deadline is ended by
+# the watchdog (its process carries this run's mark).
+OVERRUN = 1.0
 
 
-def oracle_budget(name: str, remaining: float) -> float:
-    """Seconds to give oracle ``name`` so that it is done (killed if need be) within ``remaining``.
+def oracle_budget(name: str, remaining: float, startup: float = 0.0) -> float:
+    """Seconds to give oracle ``name`` within ``remaining``: the same `OVERRUN` held back for every oracle.
 
-    When the runner's overrun would eat more than half of what is left, the oracle gets half and
-    the watchdog covers the rest (prepare ends whatever a killed run leaves behind).
+    ``startup`` (the oracle's measured start-up, part of ``remaining``) is left out of the timeout
+    the oracle is told. When the two would eat more than half of what is left, the oracle gets half.
     """
-    from vnnbridge.oracles.process import DEFAULT_GRACE, DEFAULT_SLACK
+    return max(remaining - OVERRUN - max(0.0, startup), remaining / 2)
 
-    overrun = _OVERRUN.get(name.partition(":")[0], DEFAULT_SLACK + DEFAULT_GRACE)
-    return max(remaining - overrun, remaining / 2)
+
+def _startup() -> float:
+    try:
+        return max(0.0, float(os.environ.get(STARTUP_VARIABLE, "") or 0.0))
+    except ValueError:
+        return 0.0
 
 
 def reserve_seconds(timeout: float) -> float:
@@ -125,6 +143,7 @@ class HarnessAnswer:
     reason: str = ""
     oracle: str = ""
     seconds: float = 0.0
+    log: str = ""  # the tool's own log of this call, when it has one
 
     @property
     def word(self) -> str:
@@ -195,8 +214,25 @@ def _load_spec(path: Path) -> Spec:
     return parse_file(path)
 
 
+def write_answer_json(answer: HarnessAnswer) -> None:
+    """The answer as JSON into ``$VNNBRIDGE_ANSWER_JSON`` (nothing when unset)."""
+    target = os.environ.get(ANSWER_JSON, "").strip()
+    if not target:
+        return
+    import json
+
+    from vnnbridge.cache import atomic_write
+
+    try:
+        atomic_write(target, json.dumps({"verdict": answer.word, "reason": answer.reason, "oracle": answer.oracle,
+                                         "seconds": answer.seconds, "log": answer.log}))
+    except OSError as exc:
+        log.warning("cannot write %s: %s", target, exc.strerror or exc)
+
+
 def _decide(instance: HarnessInstance, choice: OracleChoice, deadline: float) -> HarnessAnswer:
-    from vnnbridge.network import load_network
+    from vnnbridge.derived import compares_outputs_only
+    from vnnbridge.network import load_network, prepare_model
     from vnnbridge.oracles.base import Query
     from vnnbridge.oracles.registry import make_oracle
     from vnnbridge.vnncomp.scoring import check_counterexample
@@ -213,14 +249,17 @@ def _decide(instance: HarnessInstance, choice: OracleChoice, deadline: float) ->
                          f"{net.inputs} and {net.outputs}", path=str(instance.vnnlib))
     name = choice.oracle_for(instance.category)
     oracle = make_oracle(name)
-    query = Query.build(net.path, spec)
-    budget = oracle_budget(name, deadline - time.monotonic())
+    # The model `query` would hand the oracle (a final Softmax stripped when only comparisons matter).
+    query = Query.build(prepare_model(net.path, strip_softmax=compares_outputs_only(spec)), spec)
+    budget = oracle_budget(name, deadline - time.monotonic(), _startup())
     if budget <= 0.05:
         return HarnessAnswer(Verdict.TIMEOUT, reason="no time left after loading the instance", oracle=name)
     log.info("oracle %s, budget %.1f s, query %s", name, budget, query.vnnlib)
     result = oracle.check(query, budget)
+    tool_log = str(result.log) if result.log else ""
     if result.verdict is not Verdict.SAT:
-        return HarnessAnswer(result.verdict, reason=result.reason, oracle=name, seconds=result.seconds)
+        return HarnessAnswer(result.verdict, reason=result.reason, oracle=result.oracle or name, seconds=result.seconds,
+                      log=tool_log)
     # The validated witness lies in the box exactly; the outputs are onnxruntime's for it (which,
     # like the scorer, evaluates the float32 rounding of x).
     x = np.asarray(result.witness, dtype=np.float64).ravel()
@@ -229,12 +268,12 @@ def _decide(instance: HarnessInstance, choice: OracleChoice, deadline: float) ->
     if not verdict.ok:
         log.warning("%s: witness fails the scorer's check (%s); answering unknown", name, verdict.reason)
         return HarnessAnswer(Verdict.UNKNOWN, reason=f"witness rejected: {verdict.reason}", oracle=name,
-                      seconds=result.seconds)
-    return HarnessAnswer(Verdict.SAT, x=x, y=y, oracle=name, seconds=result.seconds)
+                      seconds=result.seconds, log=tool_log)
+    return HarnessAnswer(Verdict.SAT, x=x, y=y, reason=result.reason, oracle=result.oracle or name,
+                  seconds=result.seconds, log=tool_log)
 
 
-def answer_instance(instance: HarnessInstance, choice: OracleChoice,
-                    started: float | None = None) -> HarnessAnswer:
+def answer_instance(instance: HarnessInstance, choice: OracleChoice, started: float | None = None) -> HarnessAnswer:
     """Decide the instance and write its result file before the internal deadline; returns what was written.
 
     ``started`` is the wall-clock time (``time.time()``) at which the harness started the script;
@@ -248,7 +287,13 @@ def answer_instance(instance: HarnessInstance, choice: OracleChoice,
     begin = time.monotonic()
 
     def _expire() -> None:
-        if sink.write(HarnessAnswer(Verdict.TIMEOUT, reason="internal deadline reached")):
+        from vnnbridge.oracles.process import active_logs
+
+        running = active_logs()
+        answer = HarnessAnswer(Verdict.TIMEOUT, reason="internal deadline reached",
+                        log=str(running[0]) if running else "")
+        if sink.write(answer):
+            write_answer_json(answer)
             log.warning("internal deadline reached after %.1f s; wrote timeout", time.monotonic() - begin)
             end_own_tools()
             logging.shutdown()
@@ -268,6 +313,7 @@ def answer_instance(instance: HarnessInstance, choice: OracleChoice,
         answer = HarnessAnswer(Verdict.ERROR, reason=f"{type(exc).__name__}: {exc}")
     finally:
         watchdog.cancel()
-    sink.write(answer)
+    if sink.write(answer):
+        write_answer_json(answer)
     log.info("%s after %.2f s (%s)", answer.word, time.monotonic() - begin, answer.reason or answer.oracle)
     return answer
