@@ -55,9 +55,9 @@ import numpy as np
 
 import vnnbridge
 from vnnbridge.engine.attack import Objective, pgd, start_points
+from vnnbridge.engine.bab import BabOptions, verify_polytope
 from vnnbridge.engine.bounds import LayerBounds, layer_bounds, output_bounds
 from vnnbridge.engine.graph import SUPPORTED_OPS, LayerNet, load_layer_net
-from vnnbridge.engine.bab import BabOptions, verify_polytope
 from vnnbridge.engine.milp import MilpStatus, milp_size, solve_polytope
 from vnnbridge.errors import InputError, ModelError
 from vnnbridge.network import Network, load_network
