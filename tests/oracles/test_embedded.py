@@ -87,11 +87,13 @@ def _tiny_mlp(tmp_path: Path, seed: int) -> Path:
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_complete_on_a_two_input_network(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize("engine", ["milp", "bab"])
+def test_complete_on_a_two_input_network(tmp_path: Path, seed: int, engine: str) -> None:
     path = _tiny_mlp(tmp_path, seed)
     runtime = load_network(path)
     exact = compile_onnx(path)
-    oracle = EmbeddedOracle(restarts=1, steps=0)  # no attack: the decision must come from the MILP
+    # No attack: the decision must come from the MILP, or from branch and bound on torch bounds.
+    oracle = EmbeddedOracle(restarts=1, steps=0, engine=engine)
     rng = np.random.default_rng(seed)
     grid = np.stack(np.meshgrid(np.linspace(0, 1, 161), np.linspace(0, 1, 161)), -1).reshape(-1, 2)
     decided = 0
@@ -251,3 +253,28 @@ def test_a_polytope_without_rows_is_met_everywhere(tmp_path: Path) -> None:
     spec = Spec(2, 2, (Case(box, (Polytope((), ()),)),))
     result = make_oracle("embedded").check(_query(path, spec, tmp_path), 10)
     assert result.verdict is Verdict.SAT and box.contains(result.witness)
+
+
+def test_branch_and_bound_keeps_the_tolerance_band(tmp_path: Path) -> None:
+    # y = relu(x) - relu(-x) = x, through four unstable ReLUs on the box [-0.25, 0.25]^2.
+    w1 = np.array([[1, -1, 0, 0], [0, 0, 1, -1]], dtype=np.float32)
+    w2 = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]], dtype=np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"), helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("MatMul", ["r", "w2"], ["y"], name="fc2")]
+    graph = helper.make_graph(nodes, "twin", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+                              [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "twin.onnx"
+    onnx.save(model, path)
+    oracle = make_oracle("embedded", engine="bab")
+    box = Box.from_arrays([-0.25, -0.25], [0.25, 0.25])
+
+    def verdict(delta: float) -> Verdict:
+        spec = Spec(2, 2, (Case(box, (Polytope.from_arrays(np.array([[1.0, -1.0]]), np.array([-0.5 - delta])),)),))
+        return oracle.check(_query(path, spec, tmp_path), 20).verdict
+
+    assert verdict(0.0) is Verdict.SAT
+    assert verdict(1e-9) is Verdict.UNKNOWN  # unreachable by 1e-9 only: inside the band, never unsat
+    assert verdict(1e-2) is Verdict.UNSAT

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vnnbridge.engine.graph import LayerNet
 
-__all__ = ["Objective", "pgd", "start_points"]
+if TYPE_CHECKING:
+    from vnnbridge.vnnlib.model import Spec
+
+__all__ = ["Objective", "falsify", "pgd", "start_points"]
 
 
 @dataclass(eq=False)
@@ -90,3 +95,49 @@ def start_points(lo: np.ndarray, hi: np.ndarray, n: int, rng: np.random.Generato
         return c[None, :]
     rand = lo + rng.random((n - 1, lo.size)) * (hi - lo)
     return np.vstack([c[None, :], rand])
+
+
+def falsify(onnx: str | Path, lower: np.ndarray | None = None, upper: np.ndarray | None = None, *,
+            label: int | None = None, spec: Spec | None = None, budget: float = 5.0,
+            seed: int = 0) -> np.ndarray | None:
+    """A validated counterexample, or None: the falsifier other components call.
+
+    Either ``spec`` (every case of it, its own boxes) or a box ``lower``/``upper`` with the
+    robustness question for ``label`` (any other logit >= the label's counts, ties included).
+    Random-restart PGD on the compiled network for about ``budget`` seconds; a point is
+    returned only when onnxruntime (float32, as deployed) confirms it violates the property.
+    """
+    from vnnbridge.engine.graph import load_layer_net
+    from vnnbridge.network import load_network
+    from vnnbridge.vnnlib.model import robustness_spec
+
+    net = load_layer_net(onnx)
+    runtime = load_network(onnx)
+    if spec is None:
+        if lower is None or upper is None or label is None:
+            raise ValueError("falsify needs a spec, or a box (lower, upper) and a label")
+        from vnnbridge.box import Box
+
+        spec = robustness_spec(Box.from_arrays(np.asarray(lower, float), np.asarray(upper, float)), int(label),
+                               net.outputs)
+    rng = np.random.default_rng(seed)
+    deadline = time.perf_counter() + max(0.0, float(budget))
+    cases = []
+    for case in spec.cases:
+        polys = [p.arrays(spec.outputs) for p in case.polytopes]
+        if polys and all(len(b) for _, b in polys):
+            lo, hi = case.box.arrays()
+            cases.append((lo, hi, Objective.from_polytopes(polys)))
+    first = True
+    while cases and (first or time.perf_counter() < deadline):
+        for lo, hi, obj in cases:
+            x0 = start_points(lo, hi, 8, rng, centre=None if first else lo + rng.random(lo.size) * (hi - lo))
+            x, v = pgd(net, obj, lo, hi, x0, 40, rng, stop_below=-3e-5, deadline=deadline)
+            if v <= 0.0 and not spec.violated_by(x, runtime.run(x)):
+                # On the boundary in float64 only: push further inside, in small steps.
+                x, v = pgd(net, obj, lo, hi, x[None, :], 20, rng, 1e-3, 1e-6, stop_below=-3e-4,
+                           deadline=deadline + 1.0)
+            if v <= 0.0 and spec.violated_by(x, runtime.run(x)):
+                return x
+        first = False
+    return None

@@ -101,8 +101,13 @@ def _inf() -> float:
     return float(highspy.kHighsInf)
 
 
-def encode(net: LayerNet, bounds: LayerBounds, c: np.ndarray, d: np.ndarray, cutoff: float) -> Encoding:
-    """The big-M MILP minimising ``max_r (c_r·y - d_r)`` over the box, capped at ``cutoff``."""
+def encode(net: LayerNet, bounds: LayerBounds, c: np.ndarray, d: np.ndarray, cutoff: float,
+           inactive: list[np.ndarray] | None = None) -> Encoding:
+    """The big-M MILP minimising ``max_r (c_r·y - d_r)`` over the box, capped at ``cutoff``.
+
+    ``inactive`` (per ReLU layer, boolean) marks units fixed inactive by a branch-and-bound split:
+    besides ``a = 0`` they get the row ``z <= 0``, so the MILP is the split domain exactly.
+    """
     lo, hi = bounds.lo, bounds.hi
     n0 = lo.size
     var_lo: list[np.ndarray] = [lo]
@@ -152,6 +157,11 @@ def encode(net: LayerNet, bounds: LayerBounds, c: np.ndarray, d: np.ndarray, cut
             blocks.append(_place(-m[idx], idx.size, total, prev_off, off, idx, None, None))
             row_lo.append(bias[idx])
             row_hi.append(bias[idx])
+        idx = np.nonzero(dead & inactive[k])[0] if inactive is not None else np.zeros(0, dtype=np.intp)
+        if idx.size:  # z <= 0 as a - W a_prev >= b with a fixed at 0
+            blocks.append(_place(-m[idx], idx.size, total, prev_off, off, idx, None, None))
+            row_lo.append(bias[idx])
+            row_hi.append(np.full(idx.size, np.inf))
         idx = np.nonzero(convex[k])[0]
         if idx.size:  # a - W a_prev >= b (and a >= 0 as a bound)
             blocks.append(_place(-m[idx], idx.size, total, prev_off, off, idx, None, None))
@@ -214,15 +224,16 @@ def encode(net: LayerNet, bounds: LayerBounds, c: np.ndarray, d: np.ndarray, cut
 
 
 def solve_polytope(net: LayerNet, bounds: LayerBounds, c: np.ndarray, d: np.ndarray, cutoff: float,
-                   good: float, time_limit: float, method: str = "bab") -> MilpOutcome:
+                   good: float, time_limit: float, method: str = "bab",
+                   inactive: list[np.ndarray] | None = None) -> MilpOutcome:
     """Decide whether ``max_r (c_r·y - d_r) <= cutoff`` somewhere in the box.
 
     INFEASIBLE proves the minimum is above ``cutoff``; FEASIBLE comes with an input whose value
     is <= ``good`` when one exists (else the best one found, whose value is above ``good``).
     ``method`` is "bab" (own branch and bound over ReLU phases, HiGHS for the LPs) or "mip"
-    (HiGHS's MIP solver on the same encoding).
+    (HiGHS's MIP solver on the same encoding). ``inactive``: see `encode`.
     """
-    enc = encode(net, bounds, c, d, cutoff)
+    enc = encode(net, bounds, c, d, cutoff, inactive)
     deadline = time.perf_counter() + time_limit
     if method == "mip":
         return _mip(enc, time_limit)

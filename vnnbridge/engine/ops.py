@@ -116,9 +116,10 @@ class SparseOp(LinearOp):
 
 
 def _torch() -> Any:
+    # The thread count is set once by `vnnbridge.engine.torchnet.set_threads` (every core by
+    # default, ``$VNNBRIDGE_THREADS`` to share the machine).
     import torch
 
-    torch.set_num_threads(1)
     return torch
 
 

@@ -6,8 +6,15 @@ Pipeline per case of the spec (cheapest first, each step only for what is still 
 2. sound bounds (`vnnbridge.engine.bounds`): interval, then CROWN back-substitution; a
    polytope is refuted when one of its rows ``a·y - b`` has a lower bound above the tolerance;
 3. falsification (`vnnbridge.engine.attack`): batched projected sign-gradient descent;
-4. the complete decision (`vnnbridge.engine.milp`): an exact big-M MILP solved by HiGHS, per
-   polytope still open, with the remaining time as HiGHS's time limit.
+4. the complete decision, per polytope still open, with the remaining time:
+   * small networks (at most ``milp_binaries`` unstable ReLUs, e.g. the 784-32-10 paper
+     networks): the exact big-M MILP (`vnnbridge.engine.milp`) solved by HiGHS, as before;
+   * larger ones: branch and bound on torch (`vnnbridge.engine.bab`): intermediate bounds by
+     CROWN without a coefficient cap, alpha-CROWN at the root, beta-CROWN split constraints in
+     batched domains, filtered smart branching, and the same MILP for the last few unstable
+     ReLUs of a domain (so the search stays complete).
+   ``engine="milp"`` forces the first path (the engine before the torch bounds), ``"bab"`` the
+   second; ``device`` ("cpu", "cuda") is where the torch bounds run.
 
 Only a witness that onnxruntime confirms gives ``sat``. The spec is read from ``query.spec``
 (the same spec that was written to ``query.vnnlib``).
@@ -48,6 +55,7 @@ import numpy as np
 
 import vnnbridge
 from vnnbridge.engine.attack import Objective, pgd, start_points
+from vnnbridge.engine.bab import BabOptions, verify_polytope
 from vnnbridge.engine.bounds import LayerBounds, layer_bounds, output_bounds
 from vnnbridge.engine.graph import SUPPORTED_OPS, LayerNet, load_layer_net
 from vnnbridge.engine.milp import MilpStatus, milp_size, solve_polytope
@@ -82,15 +90,24 @@ class EmbeddedOracle:
     name = "embedded"
 
     def __init__(self, *, milp: bool = True, restarts: int = 8, steps: int = 30, seed: int = 0,
-                 atol: float = ATOL, rtol: float = RTOL, max_binaries: int = 3000, method: str = "bab") -> None:
-        if restarts < 1 or steps < 0 or max_binaries < 0:
-            raise InputError("embedded oracle: restarts >= 1, steps >= 0 and max_binaries >= 0 are required")
+                 atol: float = ATOL, rtol: float = RTOL, max_binaries: int = 3000, method: str = "bab",
+                 engine: str = "auto", device: str = "cpu", milp_binaries: int = 64,
+                 bab: BabOptions | None = None) -> None:
+        if restarts < 1 or steps < 0 or max_binaries < 0 or milp_binaries < 0:
+            raise InputError("embedded oracle: restarts >= 1, steps >= 0 and max_binaries, milp_binaries >= 0 "
+                             "are required")
         if not (atol >= 0 and rtol >= 0):
             raise InputError("embedded oracle: the tolerances must be >= 0")
         self.use_milp, self.restarts, self.steps, self.seed = milp, restarts, steps, seed
         if method not in ("bab", "mip"):
             raise InputError(f"embedded oracle: method must be 'bab' or 'mip', got {method!r}")
+        if engine not in ("auto", "milp", "bab"):
+            raise InputError(f"embedded oracle: engine must be 'auto', 'milp' or 'bab', got {engine!r}")
+        if not (device == "cpu" or device.startswith("cuda")):
+            raise InputError(f"embedded oracle: device must be 'cpu' or 'cuda[:N]', got {device!r}")
         self.atol, self.rtol, self.max_binaries, self.method = atol, rtol, max_binaries, method
+        self.engine, self.device, self.milp_binaries = engine, device, milp_binaries
+        self.bab = bab or BabOptions(method=method)
 
     def version(self) -> str:
         """The vnnbridge version and the HiGHS binding's."""
@@ -101,6 +118,8 @@ class EmbeddedOracle:
         start = time.perf_counter()
         deadline = start + max(0.0, float(timeout))
         net = load_layer_net(query.onnx)
+        if self.use_milp and self.engine != "milp" and sum(net.widths) > self.milp_binaries:
+            _import_torch_soon()
         spec = query.spec
         if net.inputs != spec.inputs or net.outputs != spec.outputs:
             raise InputError(f"the spec has {spec.inputs} inputs and {spec.outputs} outputs, the network "
@@ -135,6 +154,22 @@ class EmbeddedOracle:
         if reasons:
             return result(Verdict.UNKNOWN, reason="; ".join(reasons))
         return result(Verdict.UNSAT)
+
+
+@lru_cache(maxsize=1)
+def _import_torch_soon() -> None:
+    """Import torch in a background thread while the numpy steps run (seconds saved on the first
+    query that reaches branch and bound; Python's import lock makes a later import wait for it)."""
+    import importlib
+    import threading
+
+    def work() -> None:
+        try:
+            importlib.import_module("torch")
+        except ImportError:  # reported where torch is really needed
+            pass
+
+    threading.Thread(target=work, name="vnnbridge-import-torch", daemon=True).start()
 
 
 @lru_cache(maxsize=1)
@@ -236,6 +271,9 @@ class _Run:
     def decide(self, pending: _Open) -> tuple[Verdict, np.ndarray | None, str]:
         """The complete decision for one open case."""
         binaries, _ = milp_size(self.net, pending.bounds)
+        if self.o.use_milp and binaries > 0 and (self.o.engine == "bab" or
+                                                 (self.o.engine == "auto" and binaries > self.o.milp_binaries)):
+            return self.decide_bab(pending)
         if not self.o.use_milp or binaries > self.o.max_binaries:
             return self.keep_attacking(pending, f"{binaries} unstable ReLUs: too many for the MILP")
         undecided = []
@@ -262,6 +300,57 @@ class _Run:
                 return Verdict.SAT, found, ""
             undecided.append(f"the optimum {out.value:.3g} of a polytope lies within the numerical tolerance "
                              f"{float(np.max(tol)):.3g} and no float32 witness was found")
+        if undecided:
+            return Verdict.UNKNOWN, None, "; ".join(undecided)
+        return Verdict.UNSAT, None, ""
+
+    def decide_bab(self, pending: _Open) -> tuple[Verdict, np.ndarray | None, str]:
+        """Branch and bound on torch bounds, one polytope at a time (most promising first)."""
+        from vnnbridge.engine.crown import intermediate_bounds, optimise
+        from vnnbridge.engine.torchnet import torch_net
+
+        tn = torch_net(self.net, self.o.device)
+        # Cheap first: CROWN intermediate bounds and alpha-CROWN on the output rows of every open
+        # polytope at once (one domain per polytope, rows padded with never-refuting zeros).
+        lower, upper = intermediate_bounds(self.net, tn, pending.lo, pending.hi,
+                                           deadline=time.perf_counter() + 0.25 * self.left())
+        polys = pending.polys
+        rows = max(len(b) for _, b, _ in polys)
+        c = np.zeros((len(polys), rows, self.net.outputs))
+        target = np.full((len(polys), rows), np.inf)
+        for i, (a, b, tol) in enumerate(polys):
+            c[i, :len(b)] = a
+            target[i, :len(b)] = b + tol
+        best, alpha, _, _ = optimise(tn, lower, upper, tn.tensor(pending.lo)[None], tn.tensor(pending.hi)[None],
+                                     tn.tensor(c), tn.tensor(target), None, None, None, self.o.bab.root_iters)
+        refuted = (best > tn.tensor(target)).any(-1).cpu().numpy()
+        left = [i for i in np.argsort(pending.order) if not refuted[i]]
+        if not left:
+            return Verdict.UNSAT, None, ""
+        # The hard ones: alpha-optimised intermediate bounds, then branch and bound per polytope.
+        if self.o.bab.inter_iters:
+            lower, upper = intermediate_bounds(self.net, tn, pending.lo, pending.hi, self.o.bab.inter_iters,
+                                               deadline=time.perf_counter() + 0.25 * self.left())
+        undecided = []
+        for i in left:
+            a, b, tol = pending.polys[i]
+            warm = [al[i:i + 1, :len(b)].clone() for al in alpha]
+            if self.left() <= 0:
+                return Verdict.TIMEOUT, None, "ran out of time in branch and bound"
+            obj = Objective.from_polytopes([(a, b)])
+
+            def polish(x0: np.ndarray, obj: Objective = obj) -> np.ndarray | None:
+                return self.attack(obj, pending.lo, pending.hi, x0, max(10, self.o.steps), step0=0.1, step_end=1e-4)
+
+            out = verify_polytope(self.net, tn, lower, upper, pending.lo, pending.hi, a, b, tol, self.deadline,
+                                  self.confirm, polish, self.o.bab, warm)
+            log.debug("branch and bound: %s after %d domains %s", out.status, out.domains, out.stats)
+            if out.status == "sat":
+                return Verdict.SAT, out.x, ""
+            if out.status == "timeout":
+                return Verdict.TIMEOUT, None, f"branch and bound ran out of time ({out.message})"
+            if out.status == "unknown":
+                undecided.append(out.message)
         if undecided:
             return Verdict.UNKNOWN, None, "; ".join(undecided)
         return Verdict.UNSAT, None, ""

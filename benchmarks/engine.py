@@ -1,0 +1,212 @@
+"""The embedded verifier's engines side by side: mnistfc instances and apothem searches.
+
+Part ``mnistfc``: the VNN-COMP 2021 mnistfc instances (``data/vnnlib/mnistfc``: props 0-9,
+eps 0.03/0.05, the ``mnist-net_256x{2,4,6}`` networks), each answered by every engine in the
+same run: ``new`` (the embedded oracle as shipped: torch bounds and branch and bound above
+``milp_binaries`` unstable ReLUs), ``old`` (``engine="milp"``: CROWN bounds and HiGHS
+branch and bound only, the engine before the torch bounds) and, with ``--abcrown``, the
+alpha-beta-CROWN command line of ``/tmp/peers/READY.md`` (its witnesses are re-checked with
+onnxruntime here). "wrong" counts an ``unsat`` against which another engine holds a
+validated witness. Printed: solved, sat, unsat, timeouts, wrong, median and total seconds,
+and the ratio of total seconds to the old engine's (and the peer's).
+
+Part ``apothem``: an apothem search (`vnnbridge.search.compose.certify`, method "apothem")
+on the first N MNIST / Fashion-MNIST test images (the network's prediction as label; all
+five networks take pixels in [0, 1]) per network and engine: grid-exact apothems (the upper
+step confirmed by a witness), median seconds per certificate and oracle calls.
+
+    nice .venv/bin/python benchmarks/engine.py [--part mnistfc,apothem] [--nets 256x2,256x4]
+        [--props 0-9] [--eps 0.03,0.05] [--limit N] [--timeout 60] [--engines new,old]
+        [--abcrown] [--images 3] [--apothem-nets 256x4,Convnet_maxpool] [--call-timeout 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vnnbridge.network import load_network
+from vnnbridge.oracles.base import OracleResult, Query, Verdict
+from vnnbridge.oracles.registry import make_oracle
+from vnnbridge.vnnlib.parser import parse_file
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINES = {"new": {"engine": "auto"}, "old": {"engine": "milp"}}
+APOTHEM_NETS = {
+    "mnist-net_256x4": ("mnist", "mnist/mnist-net_256x4.onnx"),
+    "mnist-net_256x6": ("mnist", "mnist/mnist-net_256x6.onnx"),
+    "Convnet_maxpool": ("mnist", "mnist/Convnet_maxpool.onnx"),
+    "mnistconvSmallRELUDiffAI": ("mnist", "mnist/mnistconvSmallRELUDiffAI.onnx"),
+    "fmnist_cnn_c32-c64-fc128": ("fmnist", "fmnist/fmnist_cnn_c32-c64-fc128.onnx"),
+}
+ABCROWN = Path("/tmp/peers/abcrown/complete_verifier")
+ABCROWN_PY = Path("/tmp/peers/abc/bin/python")
+ABCROWN_CFG = Path("/tmp/peers/abc_cpu.yaml")
+
+
+def _table(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths)), flush=True)
+
+
+def _abcrown(onnx: Path, vnnlib: Path, timeout: float, folder: Path) -> OracleResult:
+    """alpha-beta-CROWN's own command line; a sat's witness is re-checked with onnxruntime."""
+    result = folder / f"abc-{onnx.stem}-{vnnlib.stem}.txt"
+    result.unlink(missing_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    start = time.perf_counter()
+    try:
+        subprocess.run([str(ABCROWN_PY), "abcrown.py", "--config", str(ABCROWN_CFG), "--onnx_path", str(onnx),
+                        "--vnnlib_path", str(vnnlib), "--timeout", str(int(timeout)), "--results_file",
+                        str(result), "--save_adv_example"], cwd=ABCROWN, env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=timeout + 60, check=False)
+    except subprocess.TimeoutExpired:
+        pass
+    secs = time.perf_counter() - start
+    text = result.read_text() if result.is_file() else ""
+    word = text.split("\n", 1)[0].strip().lower()
+    if word in ("unsat", "holds"):
+        return OracleResult(Verdict.UNSAT, "abcrown", "", secs)
+    if word in ("sat", "violated"):
+        xs = [float(v) for k, v in re.findall(r"\(X_(\d+)\s+([-+0-9.eE]+)\)", text)]
+        spec = parse_file(vnnlib)
+        if xs and spec.violated_by(xs, load_network(onnx).run(np.array(xs))):
+            return OracleResult(Verdict.SAT, "abcrown", "", secs, np.array(xs))
+        return OracleResult(Verdict.ERROR, "abcrown", "", secs, reason="bogus or missing witness")
+    if word == "timeout" or not word:
+        return OracleResult(Verdict.TIMEOUT, "abcrown", "", secs)
+    return OracleResult(Verdict.UNKNOWN, "abcrown", "", secs, reason=word)
+
+
+def mnistfc(args: argparse.Namespace, folder: Path) -> None:
+    data = args.shared / "data"
+    instances = [(f"mnist-net_{n}", int(p), e) for n in args.nets.split(",") for e in args.eps.split(",")
+                 for p in _range(args.props)]
+    if args.limit:
+        # A spread subset: every k-th instance, so each network and eps stays represented.
+        step = max(1, len(instances) // args.limit)
+        instances = instances[::step][:args.limit]
+    engines = {e: make_oracle("embedded", **ENGINES[e]) for e in args.engines.split(",")}
+    names = list(engines) + (["abcrown"] if args.abcrown else [])
+    print(f"mnistfc: {len(instances)} instances at {args.timeout:g} s; engines {', '.join(names)}", flush=True)
+    results: dict[str, list[OracleResult]] = {n: [] for n in names}
+    for net, prop, eps in instances:
+        onnx = data / "networks/mnist" / f"{net}.onnx"
+        vnnlib = data / "vnnlib/mnistfc" / f"prop_{prop}_{eps}.vnnlib"
+        q = Query.build(onnx, parse_file(vnnlib), folder / "queries")
+        line = [f"{net} prop_{prop}_{eps}"]
+        for n, oracle in engines.items():
+            r = oracle.check(q, args.timeout)
+            results[n].append(r)
+            line.append(f"{n}={r.verdict.value}:{r.seconds:.1f}s")
+        if args.abcrown:
+            r = _abcrown(onnx, vnnlib, args.timeout, folder)
+            results["abcrown"].append(r)
+            line.append(f"abcrown={r.verdict.value}:{r.seconds:.1f}s")
+        print("  " + "  ".join(line), flush=True)
+    base = results.get("old")
+    rows = [["engine", "solved", "sat", "unsat", "timeout", "other", "wrong", "median_s", "total_s",
+             "total/old", "total/abcrown"]]
+    for n in names:
+        rs = results[n]
+        v = [r.verdict for r in rs]
+        wrong = sum(r.verdict is Verdict.UNSAT and any(results[o][i].verdict is Verdict.SAT for o in names if o != n)
+                    for i, r in enumerate(rs))
+        secs = np.array([min(r.seconds, args.timeout) for r in rs])
+        ratio = lambda other: "-" if other is None else f"{secs.sum() / max(1e-9, sum(min(r.seconds, args.timeout) for r in other)):.2f}"  # noqa: E731
+        rows.append([n, str(v.count(Verdict.SAT) + v.count(Verdict.UNSAT)), str(v.count(Verdict.SAT)),
+                     str(v.count(Verdict.UNSAT)), str(v.count(Verdict.TIMEOUT)),
+                     str(len(v) - v.count(Verdict.SAT) - v.count(Verdict.UNSAT) - v.count(Verdict.TIMEOUT)),
+                     str(wrong), f"{np.median(secs):.1f}", f"{secs.sum():.1f}", ratio(base),
+                     ratio(results.get("abcrown"))])
+    _table(rows)
+
+
+def _images(data: Path, dataset: str, n: int) -> list[np.ndarray]:
+    from vnnbridge.inputs import load_input
+
+    path = data / "datasets" / dataset / "t10k-images-idx3-ubyte.gz"
+    return [load_input(path, index=i).x for i in range(n)]
+
+
+def apothem(args: argparse.Namespace, folder: Path) -> None:
+    from vnnbridge.search.base import Instance, SearchOptions
+    from vnnbridge.search.compose import certify
+
+    data = args.shared / "data"
+    nets = [n for n in args.apothem_nets.split(",") if n]
+    rows = [["network", "engine", "images", "certified", "grid_exact", "median_s", "max_s", "calls", "r*_steps"]]
+    print(f"apothem: {args.images} images per network, {args.call_timeout:g} s per call, engines {args.engines}",
+          flush=True)
+    for name in nets:
+        dataset, rel = APOTHEM_NETS[name]
+        onnx = data / "networks" / rel
+        xs = _images(data, dataset, args.images)
+        for e in args.engines.split(","):
+            oracle = make_oracle("embedded", **ENGINES[e])
+            secs, exact, cert, calls, steps = [], 0, 0, 0, []
+            for x in xs:
+                inst = Instance.make(onnx, x, None)
+                t0 = time.perf_counter()
+                result, _, prober = certify(inst, oracle, "apothem", options=SearchOptions(timeout=args.call_timeout))
+                secs.append(time.perf_counter() - t0)
+                exact += bool(result.exact)
+                cert += bool(result.certified)
+                calls += len(prober.calls)
+                steps.append(str(result.cube_steps))
+                print(f"  {name} {e}: r*={result.cube_steps} exact={result.exact} {secs[-1]:.1f}s "
+                      f"{len(prober.calls)} calls", flush=True)
+            rows.append([name, e, str(len(xs)), str(cert), str(exact), f"{np.median(secs):.1f}",
+                         f"{max(secs):.1f}", str(calls), "/".join(steps)])
+    _table(rows)
+
+
+def _range(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out += list(range(int(a), int(b or a) + 1))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen parts and print their tables."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--part", default="mnistfc,apothem")
+    p.add_argument("--nets", default="256x2,256x4,256x6")
+    p.add_argument("--props", default="0-9")
+    p.add_argument("--eps", default="0.03,0.05")
+    p.add_argument("--limit", type=int, default=0, help="at most this many mnistfc instances (spread)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per mnistfc instance")
+    p.add_argument("--engines", default="new,old")
+    p.add_argument("--abcrown", action="store_true", help="also run alpha-beta-CROWN from /tmp/peers")
+    p.add_argument("--images", type=int, default=10)
+    p.add_argument("--apothem-nets", default=",".join(APOTHEM_NETS))
+    p.add_argument("--call-timeout", type=float, default=60.0, help="seconds per oracle call of a search")
+    p.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    args = p.parse_args(argv)
+    # The one-time torch import (seconds under load) is nobody's per-query time.
+    from vnnbridge.engine.torchnet import set_threads
+
+    set_threads()
+    folder = Path(tempfile.mkdtemp(prefix="vnnbridge-engine-bench-"))
+    os.environ.setdefault("VNNBRIDGE_CACHE", str(folder / "cache"))
+    parts = args.part.split(",")
+    if "mnistfc" in parts:
+        mnistfc(args, folder)
+    if "apothem" in parts:
+        apothem(args, folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

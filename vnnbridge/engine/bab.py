@@ -1,0 +1,341 @@
+"""Branch and bound over ReLU phases with batched alpha/beta-CROWN bounds (`vnnbridge.engine.crown`).
+
+A *domain* is the box with some ReLUs fixed (``split`` +1 / -1 per unit). Each round takes the
+``batch`` open domains with the worst bound, splits each on its chosen unit into two children,
+and bounds all children in one batched optimisation warm-started from the parent's alpha and
+beta. A child whose bound refutes the polytope (one row above ``b + tol``) is closed. The
+minimising inputs of every bound are evaluated: a float64 violation goes to the caller's
+``confirm`` (onnxruntime) and, failing that, to its ``polish`` attack.
+
+The branching unit is chosen by filtered smart branching: the units with the largest BaBSR
+score (the relaxation's intercept cost ``-min(λ, 0)·(-l·u/(u-l))``) are the candidates, and
+the one whose two children have the best worse bound under one CROWN pass wins.
+
+The last mile is exact: a domain with few unstable units left goes to the HiGHS MILP
+(`vnnbridge.engine.milp.solve_polytope`) with its splits as bounds and rows, so the search
+is complete; the MILP's answers are final (INFEASIBLE closes the domain).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from vnnbridge.engine.bounds import LayerBounds
+from vnnbridge.engine.crown import backward_bound, clamp_splits, optimise
+from vnnbridge.engine.graph import LayerNet
+from vnnbridge.engine.milp import MilpStatus, solve_polytope
+from vnnbridge.engine.torchnet import TorchNet
+
+__all__ = ["BabOptions", "BabResult", "verify_polytope"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BabOptions:
+    """Knobs of the search (defaults measured on the mnistfc and conv networks)."""
+
+    batch: int = 64  # parent domains per round
+    root_iters: int = 30  # alpha-CROWN iterations at the root
+    inter_iters: int = 20  # alpha-CROWN iterations on intermediate layers (once per box)
+    iters: int = 8  # alpha/beta iterations per round
+    candidates: int = 3  # filtered smart branching: candidates scored per domain (1 = BaBSR)
+    lp_unstable: int = 12  # a domain with at most this many unstable units goes to the MILP
+    max_domains: int = 200_000
+    memory: float = 2e9  # bytes for the open domains' splits, alphas and betas (caps their number)
+    method: str = "bab"  # the MILP's method for the last mile
+
+
+@dataclass
+class BabResult:
+    """``status``: "unsat" (every domain closed), "sat" (``x`` confirmed), "unknown" or "timeout"."""
+
+    status: str
+    x: np.ndarray | None = None
+    message: str = ""
+    domains: int = 0
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Domains:
+    split: list[Any]  # per layer (N, n_k) int8
+    alpha: list[Any]  # per layer (N, m, n_k)
+    beta: list[Any] | None
+    margin: Any  # (N,) best row bound minus its threshold (> 0 closes)
+    branch: Any  # (N, 2) layer and unit to split next
+
+    def __len__(self) -> int:
+        return int(self.margin.shape[0])
+
+    def take(self, idx: Any) -> _Domains:
+        return _Domains([s[idx] for s in self.split], [a[idx] for a in self.alpha],
+                        None if self.beta is None else [b[idx] for b in self.beta], self.margin[idx],
+                        self.branch[idx])
+
+    @staticmethod
+    def cat(parts: list[_Domains]) -> _Domains:
+        import torch
+
+        parts = [p for p in parts if len(p)]
+        beta = None
+        if any(p.beta is not None for p in parts):
+            beta = [torch.cat([p.beta[j] if p.beta is not None else torch.zeros_like(p.alpha[j]) for p in parts])
+                    for j in range(len(parts[0].split))]
+        return _Domains([torch.cat([p.split[j] for p in parts]) for j in range(len(parts[0].split))],
+                        [torch.cat([p.alpha[j] for p in parts]) for j in range(len(parts[0].split))],
+                        beta, torch.cat([p.margin for p in parts]), torch.cat([p.branch for p in parts]))
+
+
+class _Search:
+    def __init__(self, net: LayerNet, tn: TorchNet, lower: list[Any], upper: list[Any], lo: np.ndarray,
+                 hi: np.ndarray, a: np.ndarray, b: np.ndarray, tol: np.ndarray, deadline: float,
+                 confirm: Callable[[np.ndarray], np.ndarray | None],
+                 polish: Callable[[np.ndarray], np.ndarray | None], opts: BabOptions) -> None:
+        self.net, self.tn, self.lower, self.upper = net, tn, lower, upper
+        self.lo_np, self.hi_np = lo, hi
+        self.lo, self.hi = tn.tensor(lo)[None, :], tn.tensor(hi)[None, :]
+        self.a_np, self.b_np, self.tol_np = np.atleast_2d(a), np.asarray(b, float), np.asarray(tol, float)
+        self.c = tn.tensor(self.a_np)[None]
+        self.target = tn.tensor(self.b_np + self.tol_np)
+        self.deadline, self.confirm, self.polish, self.o = deadline, confirm, polish, opts
+        self.undecided: list[str] = []
+        self.stats = {"rounds": 0, "bounded": 0, "milp": 0}
+        self.best_violation = np.inf
+
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    # -- witnesses ----------------------------------------------------------------------------
+    def check_points(self, x: Any) -> np.ndarray | None:
+        """Evaluate the minimising inputs (B, m, n0): confirm the most violating one."""
+        import torch
+
+        with torch.no_grad():
+            # centre ± radius can land an ulp outside the box: clip (the witness check is exact).
+            pts = torch.minimum(torch.maximum(x.reshape(-1, x.shape[-1]), self.lo), self.hi)
+            y = self.tn.forward(pts)
+            v = ((y @ self.c[0].T) - self.tn.tensor(self.b_np)).max(-1).values
+            i = int(torch.argmin(v))
+            value = float(v[i])
+        self.best_violation = min(value, self.best_violation)
+        if value > 0.0:
+            return None  # the screening attack already searched the box; bounds close the rest
+        point = pts[i].cpu().numpy().astype(np.float64)
+        found = self.confirm(point)
+        return found if found is not None else self.polish(point[None, :])
+
+    # -- branching ----------------------------------------------------------------------------
+    def scores(self, split: list[Any], lams: list[Any]) -> Any:
+        """BaBSR intercept scores (B, sum n_k); -inf on units that are not unstable."""
+        import torch
+
+        out = []
+        for j in range(self.tn.depth):
+            l, u = clamp_splits(self.lower[j], self.upper[j], split[j])
+            unstable = self.tn.masks[j] & (l < 0) & (u > 0)
+            tu = (-l * u / (u - l).where(unstable, u.new_ones(()))).where(unstable, u.new_zeros(()))
+            lam = lams[j]
+            s = ((-lam.clamp(max=0.0)) * tu.unsqueeze(-2)).sum(-2) + 1e-4 * (lam.abs() * tu.unsqueeze(-2)).sum(-2)
+            out.append(s.where(unstable, torch.full_like(s, -torch.inf)))
+        return torch.cat(out, dim=-1)
+
+    def unstable_count(self, split: list[Any]) -> Any:
+        total = 0
+        for j in range(self.tn.depth):
+            l, u = clamp_splits(self.lower[j], self.upper[j], split[j])
+            total = total + (self.tn.masks[j] & (l < 0) & (u > 0)).sum(-1)
+        return total
+
+    def choose(self, split: list[Any], alpha: list[Any], beta: list[Any] | None, lams: list[Any]) -> Any:
+        """Per domain the (layer, unit) to split: filtered smart branching over the top BaBSR units."""
+        import torch
+
+        sc = self.scores(split, lams)
+        offsets = np.cumsum([0] + self.tn.widths)
+        k = max(1, min(self.o.candidates, sc.shape[-1]))
+        top = torch.topk(sc, k, dim=-1)
+        cand = top.indices  # (B, k)
+        if k > 1:
+            n = cand.shape[0]
+            flat = cand.reshape(-1)
+            rep = lambda t: t.repeat_interleave(k, 0)  # noqa: E731 - one domain per candidate
+            kids = []
+            for side in (1, -1):
+                sp_ = [rep(s).clone() for s in split]
+                self._apply(sp_, flat, side, offsets)
+                kids.append(sp_)
+            both = [torch.cat([kids[0][j], kids[1][j]]) for j in range(self.tn.depth)]
+            al = [torch.cat([rep(a), rep(a)]) for a in alpha]
+            bt = None if beta is None else [torch.cat([rep(x), rep(x)]) for x in beta]
+            with torch.no_grad():
+                lb = backward_bound(self.tn, self.lower, self.upper, self.lo, self.hi, self.c, alpha=al,
+                                    split=both, beta=bt).lb
+            m = (lb - self.target).max(-1).values
+            worse = torch.minimum(m[:n * k], m[n * k:]).reshape(n, k)
+            worse = worse.where(torch.isfinite(top.values), torch.full_like(worse, -torch.inf))
+            pick = cand.gather(1, worse.argmax(-1, keepdim=True))[:, 0]
+        else:
+            pick = cand[:, 0]
+        layer = torch.as_tensor(np.searchsorted(offsets, pick.cpu().numpy(), side="right") - 1,
+                                device=pick.device)
+        unit = pick - torch.as_tensor(offsets, device=pick.device)[layer]
+        return torch.stack([layer, unit], dim=-1)
+
+    @staticmethod
+    def _apply(split: list[Any], flat: Any, side: int, offsets: np.ndarray) -> None:
+        import torch
+
+        layer = np.searchsorted(offsets, flat.cpu().numpy(), side="right") - 1
+        for j in range(len(split)):
+            rows = np.nonzero(layer == j)[0]
+            if rows.size:
+                r = torch.as_tensor(rows, device=flat.device)
+                split[j][r, flat[r] - int(offsets[j])] = side
+
+    # -- last mile ------------------------------------------------------------------------------
+    def exact(self, split: list[Any]) -> tuple[str, np.ndarray | None]:
+        """The MILP on one domain: "closed", "sat" (with a confirmed point), "open" or "timeout"."""
+        lower, upper, inactive = [], [], []
+        for j in range(self.tn.depth):
+            s = split[j][None]
+            l, u = clamp_splits(self.lower[j], self.upper[j], s)
+            lower.append(l[0].cpu().numpy().astype(np.float64))
+            upper.append(u[0].cpu().numpy().astype(np.float64))
+            inactive.append((s[0] < 0).cpu().numpy())
+        bounds = LayerBounds(self.lo_np, self.hi_np, lower, upper)
+        band = float(np.max(self.tol_np))
+        self.stats["milp"] += 1
+        out = solve_polytope(self.net, bounds, self.a_np, self.b_np, band, -band, max(0.01, self.left()),
+                             self.o.method, inactive)
+        if out.status is MilpStatus.INFEASIBLE:
+            return "closed", None
+        if out.status is MilpStatus.TIMEOUT:
+            return "timeout", None
+        if out.status is MilpStatus.FAILED:
+            self.undecided.append(f"HiGHS failed: {out.message}")
+            return "open", None
+        x = np.clip(out.x, self.lo_np, self.hi_np)
+        found = self.confirm(x)
+        if found is None:
+            found = self.polish(x[None, :])
+        if found is not None:
+            return "sat", found
+        self.undecided.append(f"the optimum {out.value:.3g} of a domain lies within the numerical tolerance "
+                              f"{band:.3g} and no float32 witness was found")
+        return "open", None
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self, alpha0: list[Any] | None) -> BabResult:
+        import torch
+
+        with torch.no_grad():
+            split0 = [torch.zeros((1, w), dtype=torch.int8, device=self.tn.device) for w in self.tn.widths]
+        best, alpha, _, p = optimise(self.tn, self.lower, self.upper, self.lo, self.hi, self.c, self.target,
+                                     alpha0, None, None, self.o.root_iters)
+        self.stats["bounded"] += 1
+        margin = (best - self.target).max(-1).values
+        if bool(margin[0] > 0):
+            return self.done("unsat")
+        found = self.check_points(p.x)
+        if found is not None:
+            return self.done("sat", found)
+        with torch.no_grad():
+            doms = _Domains(split0, alpha, None, margin, self.choose(split0, alpha, None, p.lams))
+        doms = self.close_small(doms)
+        if isinstance(doms, BabResult):
+            return doms
+        per_domain = sum(self.tn.widths) * (1 + 2 * self.c.shape[-2] * self.c.element_size())
+        limit = max(self.o.batch, min(self.o.max_domains, int(self.o.memory // max(1, per_domain))))
+        while len(doms):
+            if self.left() <= 0:
+                return self.done("timeout", message=f"{len(doms)} domains open")
+            if len(doms) > limit:
+                return self.done("unknown", message=f"more than {limit} open domains (memory cap)")
+            self.stats["rounds"] += 1
+            order = torch.argsort(doms.margin)
+            n = min(self.o.batch, len(doms))
+            parents, doms = doms.take(order[:n]), doms.take(order[n:])
+            kids = self.children(parents)
+            best, alpha, beta, p = optimise(self.tn, self.lower, self.upper, self.lo, self.hi, self.c, self.target,
+                                            kids.alpha, kids.split, kids.beta, self.o.iters)
+            self.stats["bounded"] += len(kids)
+            margin = (best - self.target).max(-1).values
+            keep = margin <= 0
+            if bool(keep.any()):
+                found = self.check_points(p.x.expand(keep.shape[0], -1, -1)[keep])
+                if found is not None:
+                    return self.done("sat", found)
+            with torch.no_grad():
+                idx = torch.nonzero(keep).flatten()
+                if idx.numel() == 0:
+                    continue
+                split = [s[idx] for s in kids.split]
+                al = [a_[idx] for a_ in alpha]
+                bt = [b_[idx] for b_ in beta] if beta is not None else None
+                lams = [lm.expand(keep.shape[0], -1, -1)[idx] for lm in p.lams]  # the last may broadcast
+                open_ = _Domains(split, al, bt, margin[idx], torch.zeros((idx.numel(), 2), dtype=torch.long))
+                open_.branch = self.choose(split, al, bt, lams)
+            open_ = self.close_small(open_)
+            if isinstance(open_, BabResult):
+                return open_
+            doms = _Domains.cat([doms, open_]) if len(doms) else open_
+        if self.undecided:
+            return self.done("unknown", message="; ".join(self.undecided[:3]))
+        return self.done("unsat")
+
+    def children(self, parents: _Domains) -> _Domains:
+        import torch
+
+        offsets = np.cumsum([0] + self.tn.widths)
+        flat = torch.as_tensor(offsets, device=parents.branch.device)[parents.branch[:, 0]] + parents.branch[:, 1]
+        sides = []
+        for side in (1, -1):
+            sp_ = [s.clone() for s in parents.split]
+            self._apply(sp_, flat, side, offsets)
+            sides.append(sp_)
+        split = [torch.cat([sides[0][j], sides[1][j]]) for j in range(self.tn.depth)]
+        alpha = [torch.cat([a, a]) for a in parents.alpha]
+        beta = None if parents.beta is None else [torch.cat([b, b]) for b in parents.beta]
+        return _Domains(split, alpha, beta, torch.cat([parents.margin, parents.margin]),
+                        torch.cat([parents.branch, parents.branch]))
+
+    def close_small(self, doms: _Domains) -> _Domains | BabResult:
+        """Hand the domains with few unstable units left to the exact MILP."""
+        import torch
+
+        small = self.unstable_count(doms.split) <= self.o.lp_unstable
+        if not bool(small.any()):
+            return doms
+        for i in torch.nonzero(small).flatten().tolist():
+            if self.left() <= 0:
+                return self.done("timeout", message="in the MILP of a domain")
+            state, x = self.exact([s[i] for s in doms.split])
+            if state == "sat":
+                return self.done("sat", x)
+            if state == "timeout":
+                return self.done("timeout", message="the MILP of a domain ran out of time")
+        return doms.take(torch.nonzero(~small).flatten())
+
+    def done(self, status: str, x: np.ndarray | None = None, message: str = "") -> BabResult:
+        return BabResult(status, x, message, int(self.stats["bounded"]), dict(self.stats))
+
+
+def verify_polytope(net: LayerNet, tn: TorchNet, lower: list[Any], upper: list[Any], lo: np.ndarray,
+                    hi: np.ndarray, a: np.ndarray, b: np.ndarray, tol: np.ndarray, deadline: float,
+                    confirm: Callable[[np.ndarray], np.ndarray | None],
+                    polish: Callable[[np.ndarray], np.ndarray | None], opts: BabOptions | None = None,
+                    alpha0: list[Any] | None = None) -> BabResult:
+    """Decide whether some input of the box has ``a @ y <= b`` (beyond the band ``tol``).
+
+    ``lower``/``upper``: the box's pre-activation bounds ((1, n_k) tensors, see
+    `vnnbridge.engine.crown.intermediate_bounds`). ``unsat`` means every row-set domain was
+    refuted with margin ``tol``; ``sat`` comes with a point ``confirm`` or ``polish`` accepted.
+    """
+    return _Search(net, tn, lower, upper, lo, hi, a, b, tol, deadline, confirm, polish,
+                   opts or BabOptions()).run(alpha0)

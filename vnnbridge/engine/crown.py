@@ -1,0 +1,246 @@
+"""Batched linear bounds on torch: CROWN, alpha-CROWN and beta-CROWN split constraints.
+
+One backward pass bounds ``C @ y`` from below for a batch of *domains*: each domain is the
+input box with some ReLUs fixed by branching (``split`` +1: ``z >= 0``, -1: ``z <= 0``). The
+pre-activation bounds of every ReLU layer (``lower``/``upper``) are computed once over the
+domain's box and are clamped by its splits, so a split unit is relaxed exactly.
+
+* alpha: the lower line ``a >= alpha·z`` of an unstable ReLU is sound for any alpha in [0, 1];
+  alpha (one per domain, row and unit) is optimised by projected gradient ascent on the bound.
+* beta: a split ``s·z >= 0`` adds ``-beta·s·z`` (beta >= 0) to the bounded function, which
+  never raises it inside the domain; optimised with alpha (Lagrangian of the split).
+
+Every alpha in [0, 1] and beta >= 0 gives a sound bound, so each iterate's bound is sound and
+the best one per (domain, row) is kept. Arithmetic follows `vnnbridge.engine.torchnet`
+(float64): the bounds are about the exact-arithmetic network, like `vnnbridge.engine.bounds`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vnnbridge.engine.bounds import layer_bounds
+from vnnbridge.engine.graph import LayerNet
+from vnnbridge.engine.torchnet import TorchNet
+
+__all__ = ["Pass", "backward_bound", "clamp_splits", "intermediate_bounds", "optimise"]
+
+# Rows of identity back-substituted at once when tightening a layer's bounds (memory cap).
+_CHUNK_ENTRIES = 4_000_000
+
+
+@dataclass
+class Pass:
+    """One backward pass: lower bounds (B, m), the minimising inputs (B, m, n0) and, per ReLU
+    layer, the coefficients on its outputs before relaxation (B, m, n_k) for branching."""
+
+    lb: Any
+    x: Any
+    lams: list[Any]
+
+
+def clamp_splits(l: Any, u: Any, split: Any | None) -> tuple[Any, Any]:
+    """The bounds of a domain: a split unit's bound on the wrong side of 0 becomes 0."""
+    if split is None:
+        return l, u
+    return (l.where(split <= 0, l.clamp(min=0.0)), u.where(split >= 0, u.clamp(max=0.0)))
+
+
+def backward_bound(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any, c: Any,
+                   start: int | None = None, alpha: list[Any] | None = None, split: list[Any] | None = None,
+                   beta: list[Any] | None = None, keep_lams: bool = False) -> Pass:
+    """Lower bounds of ``c @ z_start`` (``z_start`` the input of ReLU layer ``start``, default
+    the output) over each domain.
+
+    ``lower``/``upper``: per ReLU layer (B or 1, n_k); ``lo``/``hi``: (B or 1, n0); ``c``:
+    (B or 1, m, n_start). ``alpha``/``beta``: per layer (B, m, n_k) or None (CROWN's adaptive
+    slope, no split multipliers); ``split``: per layer (B, n_k) in {-1, 0, 1} or None.
+    """
+    k = tn.depth if start is None else start
+    lam = c
+    const = (lam * tn.biases[k]).sum(-1)
+    lam = tn.ops[k].backward(lam)
+    lams: list[Any] = [None] * k
+    for j in range(k - 1, -1, -1):
+        s = None if split is None else split[j]
+        l, u = clamp_splits(lower[j], upper[j], s)
+        mask = tn.masks[j]
+        if keep_lams:
+            lams[j] = lam
+        active = (l >= 0) | ~mask
+        unstable = mask & (l < 0) & (u > 0)
+        den = (u - l).where(unstable, u.new_ones(()))
+        su = (u / den).where(unstable, u.new_zeros(()))
+        tu = (-l * su).where(unstable, u.new_zeros(()))
+        if alpha is not None and alpha[j] is not None:
+            sl = alpha[j].clamp(0.0, 1.0)
+        else:
+            sl = (u >= -l).to(lam.dtype)
+        pos, neg = lam.clamp(min=0.0), lam.clamp(max=0.0)
+        relaxed = pos * sl + neg * su.unsqueeze(-2)
+        lam_z = lam.where(active.unsqueeze(-2), relaxed.where(unstable.unsqueeze(-2), lam.new_zeros(())))
+        const = const + (neg * tu.unsqueeze(-2)).sum(-1)
+        if beta is not None and beta[j] is not None and s is not None:
+            lam_z = lam_z - beta[j].clamp(min=0.0) * s.to(lam.dtype).unsqueeze(-2)
+        const = const + (lam_z * tn.biases[j]).sum(-1)
+        lam = tn.ops[j].backward(lam_z)
+    centre = ((lo + hi) / 2.0).unsqueeze(-2)
+    radius = ((hi - lo) / 2.0).unsqueeze(-2)
+    lb = const + (lam * centre).sum(-1) - (lam.abs() * radius).sum(-1)
+    x = centre - lam.sign() * radius
+    return Pass(lb, x, lams)
+
+
+def intermediate_bounds(net: LayerNet, tn: TorchNet, lo: np.ndarray, hi: np.ndarray, iters: int = 0,
+                        budget: float = 2e8, work: float = 2e9,
+                        deadline: float = float("inf")) -> tuple[list[Any], list[Any]]:
+    """Pre-activation bounds of every ReLU layer over one box, as (1, n_k) tensors.
+
+    Starts from `vnnbridge.engine.bounds.layer_bounds` (interval and CROWN where its
+    coefficient cap allows) and back-substitutes, layer by layer, the units still unstable
+    there through torch, in chunks: no coefficient cap, conv layers included. A layer is
+    skipped (keeps its interval bounds) when that would cost more than ``work`` multiply-adds
+    or the ``deadline`` (perf_counter) has passed. With ``iters`` the unstable units' bounds
+    are then alpha-optimised (alpha per unit and side), where it pays: while the alpha tensors
+    of a layer stay under ``budget`` entries.
+    """
+
+    import torch
+
+    base = layer_bounds(net, lo, hi)
+    tlo, thi = tn.tensor(lo)[None, :], tn.tensor(hi)[None, :]
+    lower = [tn.tensor(l)[None, :] for l in base.lower]
+    upper = [tn.tensor(u)[None, :] for u in base.upper]
+    with torch.no_grad():
+        for k in range(1, tn.depth):
+            l, u = lower[k], upper[k]
+            idx = torch.nonzero(tn.masks[k] & (l[0] < 0) & (u[0] > 0)).flatten()
+            if idx.numel() == 0 or 2 * idx.numel() * tn.back_cost(k) > work or time.perf_counter() > deadline:
+                continue
+            n = tn.widths[k]
+            widest = max([net.inputs] + tn.widths[:k + 1])
+            chunk = max(1, _CHUNK_ENTRIES // (2 * widest))
+            for s in range(0, idx.numel(), chunk):
+                if time.perf_counter() > deadline:
+                    break
+                rows = idx[s:s + chunk]
+                eye = torch.zeros((2 * rows.numel(), n), dtype=tn.dtype, device=tn.device)
+                r = torch.arange(rows.numel(), device=tn.device)
+                eye[r, rows] = 1.0
+                eye[r + rows.numel(), rows] = -1.0
+                got = backward_bound(tn, lower, upper, tlo, thi, eye[None], start=k).lb[0]
+                lower[k][0, rows] = torch.maximum(l[0, rows], got[:rows.numel()])
+                upper[k][0, rows] = torch.minimum(u[0, rows], -got[rows.numel():])
+            if iters and time.perf_counter() < deadline:
+                _tighten(tn, lower, upper, tlo, thi, k, iters, budget, work)
+    return lower, upper
+
+
+def _tighten(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any, k: int, iters: int,
+             budget: float, work: float) -> None:
+    """alpha-CROWN on the still unstable units of layer ``k`` (both sides), in place."""
+    import torch
+
+    l, u = lower[k], upper[k]
+    idx = torch.nonzero(tn.masks[k] & (l[0] < 0) & (u[0] > 0)).flatten()
+    rows = idx.numel()
+    if rows == 0 or 2 * rows * sum(tn.widths[:k]) > budget or 2 * rows * tn.back_cost(k) * iters > 4 * work:
+        return
+    eye = torch.zeros((2 * rows, tn.widths[k]), dtype=tn.dtype, device=tn.device)
+    r = torch.arange(rows, device=tn.device)
+    eye[r, idx] = 1.0
+    eye[r + rows, idx] = -1.0
+    with torch.enable_grad():
+        best, *_ = optimise(tn, lower, upper, lo, hi, eye[None], torch.full((2 * rows,), torch.inf,
+                            dtype=tn.dtype, device=tn.device), None, None, None, iters, start=k)
+    lower[k][0, idx] = torch.maximum(l[0, idx], best[0, :rows])
+    upper[k][0, idx] = torch.minimum(u[0, idx], -best[0, rows:])
+
+
+def optimise(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any, c: Any, target: Any,
+             alpha: list[Any] | None, split: list[Any] | None, beta: list[Any] | None, iters: int,
+             lr_alpha: float = 0.1, lr_beta: float = 0.05,
+             start: int | None = None) -> tuple[Any, list[Any], list[Any] | None, Pass]:
+    """Projected gradient ascent on alpha (and beta where there are splits).
+
+    ``target`` (m,) is the row threshold: a domain is done once one of its rows' bound exceeds
+    it (the polytope ``c @ y <= target`` is refuted), and stops driving the optimisation.
+    Returns the best bound per (domain, row) over all iterates, the final alpha and beta, and
+    the last pass (with its coefficients and minimising inputs) for branching and attacks.
+    """
+    import torch
+
+    sizes = [c.shape[0], lo.shape[0]] + [t.shape[0] for t in (split or []) + (alpha or []) if t is not None]
+    b = max(sizes)  # the number of domains (other tensors broadcast from 1)
+    m = c.shape[-2]
+    k = tn.depth if start is None else start
+    if alpha is None:
+        alpha = [None] * k
+    alpha = [(_initial_alpha(lower[j], upper[j], b, m) if a is None else a).detach().clone().requires_grad_(True)
+             for j, a in enumerate(alpha[:k])]
+    params = [(a, lr_alpha) for a in alpha]
+    if split is not None:
+        beta = [(torch.zeros((b, m, tn.widths[j]), dtype=tn.dtype, device=tn.device) if bt is None else bt)
+                .detach().clone().requires_grad_(True) for j, bt in enumerate(beta or [None] * tn.depth)]
+        params += [(bt, lr_beta) for bt in beta]
+    else:
+        beta = None
+    opt = _Adam(params)
+    best = None
+    last = None
+    for it in range(iters + 1):
+        final = it == iters
+        with torch.set_grad_enabled(not final):
+            p = backward_bound(tn, lower, upper, lo, hi, c, start=start, alpha=alpha, split=split, beta=beta,
+                               keep_lams=final)
+        lb = p.lb.detach()
+        best = lb if best is None else torch.maximum(best, lb)
+        if final:
+            last = p
+            break
+        open_ = ~(best > target).any(-1)  # domains not yet refuted
+        if not bool(open_.any()):
+            with torch.no_grad():
+                last = backward_bound(tn, lower, upper, lo, hi, c, start=start, alpha=alpha, split=split,
+                                      beta=beta, keep_lams=True)
+            break
+        loss = -(p.lb * open_.unsqueeze(-1)).sum()
+        grads = torch.autograd.grad(loss, [t for t, _ in params])
+        with torch.no_grad():
+            opt.step(grads)
+            for a in alpha:
+                a.clamp_(0.0, 1.0)
+            for bt in beta or []:
+                bt.clamp_(min=0.0)
+    assert last is not None and best is not None
+    return best, [a.detach() for a in alpha], None if beta is None else [bt.detach() for bt in beta], last
+
+
+class _Adam:
+    """Adam on a few tensors (torch.optim would import torch's compiler stack: seconds)."""
+
+    def __init__(self, params: list[tuple[Any, float]], b1: float = 0.9, b2: float = 0.999,
+                 eps: float = 1e-8) -> None:
+        import torch
+
+        self.params, self.b1, self.b2, self.eps, self.t = params, b1, b2, eps, 0
+        self.m = [torch.zeros_like(p) for p, _ in params]
+        self.v = [torch.zeros_like(p) for p, _ in params]
+
+    def step(self, grads: tuple[Any, ...]) -> None:
+        self.t += 1
+        c1, c2 = 1 - self.b1 ** self.t, 1 - self.b2 ** self.t
+        for (p, lr), g, m, v in zip(self.params, grads, self.m, self.v):
+            m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+            v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+            p.sub_(lr * (m / c1) / ((v / c2).sqrt() + self.eps))
+
+
+def _initial_alpha(l: Any, u: Any, b: int, m: int) -> Any:
+    """CROWN's adaptive slope, one per (domain, row, unit)."""
+    sl = (u >= -l).to(l.dtype)
+    return sl.expand(b, -1).unsqueeze(1).expand(b, m, -1)
