@@ -122,7 +122,13 @@ def mnistfc(args: argparse.Namespace, folder: Path) -> None:
         wrong = sum(r.verdict is Verdict.UNSAT and any(results[o][i].verdict is Verdict.SAT for o in names if o != n)
                     for i, r in enumerate(rs))
         secs = np.array([min(r.seconds, args.timeout) for r in rs])
-        ratio = lambda other: "-" if other is None else f"{secs.sum() / max(1e-9, sum(min(r.seconds, args.timeout) for r in other)):.2f}"  # noqa: E731
+        total = float(secs.sum())
+
+        def ratio(other: list | None, total: float = total) -> str:
+            if other is None:
+                return "-"
+            return f"{total / max(1e-9, sum(min(r.seconds, args.timeout) for r in other)):.2f}"
+
         rows.append([n, str(v.count(Verdict.SAT) + v.count(Verdict.UNSAT)), str(v.count(Verdict.SAT)),
                      str(v.count(Verdict.UNSAT)), str(v.count(Verdict.TIMEOUT)),
                      str(len(v) - v.count(Verdict.SAT) - v.count(Verdict.UNSAT) - v.count(Verdict.TIMEOUT)),

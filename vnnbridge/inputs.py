@@ -21,7 +21,7 @@ import numpy as np
 from vnnbridge.box import Box
 from vnnbridge.errors import InputError, require_file
 
-__all__ = ["LoadedInput", "check_input", "load_input"]
+__all__ = ["LoadedInput", "check_input", "load_input", "read_idx"]
 
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -88,7 +88,8 @@ def _load_png(path: Path) -> np.ndarray:
     return arr
 
 
-def _load_idx(path: Path, index: int | None, all_items: bool = False) -> np.ndarray:
+def read_idx(path: Path) -> np.ndarray:
+    """The whole array of an idx file (``.gz`` too), in its stored type."""
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with opener(path, "rb") as stream:
@@ -105,9 +106,12 @@ def _load_idx(path: Path, index: int | None, all_items: bool = False) -> np.ndar
     body = data[4 + 4 * ndim:]
     if len(body) < count * dtype.itemsize:
         raise InputError(f"idx data is truncated: {len(body)} bytes for shape {dims}", path=str(path))
-    arr = np.frombuffer(body, dtype=dtype, count=count).reshape(dims)
-    if all_items:
-        return arr
+    return np.frombuffer(body, dtype=dtype, count=count).reshape(dims)
+
+
+def _load_idx(path: Path, index: int | None) -> np.ndarray:
+    arr = read_idx(path)
+    dims, ndim = arr.shape, arr.ndim
     if ndim > 1 or index is not None:
         k = 0 if index is None else index
         if index is None and dims[0] != 1:
@@ -116,7 +120,7 @@ def _load_idx(path: Path, index: int | None, all_items: bool = False) -> np.ndar
             raise InputError(f"--index {k} is out of range (0..{dims[0] - 1})", path=str(path))
         arr = arr[k]
     out = np.asarray(arr, dtype=np.float64)
-    return out / 255.0 if data[2] == 0x08 else out
+    return out / 255.0 if arr.dtype == np.dtype(">u1") else out
 
 
 def _labels_beside(path: Path) -> Path | None:
@@ -135,7 +139,7 @@ def _true_label(path: Path, index: int) -> int | None:
     if labels is None:
         return None
     try:
-        values = _load_idx(labels, None, all_items=True)
+        values = read_idx(labels)
     except InputError:
         return None
     return int(values[index]) if values.ndim == 1 and 0 <= index < values.size else None

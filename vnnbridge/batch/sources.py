@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from vnnbridge.errors import InputError
+from vnnbridge.inputs import read_idx
 
 __all__ = ["INPUT_SUFFIXES", "Item", "collect", "item_array", "parse_range"]
 
@@ -85,30 +86,13 @@ def _idx_header(path: Path) -> tuple[int, tuple[int, ...]]:
     return head[2], struct.unpack(f">{head[3]}I", raw)
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """The whole array of an idx file, in its stored type."""
-    code, dims = _idx_header(path)
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as stream:
-            data = stream.read()
-    except (OSError, EOFError) as exc:
-        raise InputError(f"cannot read idx file: {exc}", path=str(path)) from None
-    dtype = np.dtype({0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[code])
-    count = int(np.prod(dims)) if dims else 1
-    body = data[4 + 4 * len(dims):]
-    if len(body) < count * dtype.itemsize:
-        raise InputError(f"idx data is truncated: {len(body)} bytes for shape {dims}", path=str(path))
-    return np.frombuffer(body, dtype=dtype, count=count).reshape(dims)
-
-
 def _idx_labels(path: Path, count: int) -> np.ndarray | None:
     """The integer labels of an idx labels file (1-D, one per item), or None when it does not fit."""
     code, dims = _idx_header(path)
     if len(dims) != 1 or dims[0] != count or code not in (0x08, 0x09, 0x0B, 0x0C):
         return None
     try:
-        return _read_idx(path).astype(np.int64)
+        return read_idx(path).astype(np.int64)
     except InputError:
         return None
 
@@ -132,7 +116,7 @@ def item_array(item: Item) -> np.ndarray | None:
         if path.name.lower().endswith(".npy"):
             stack = np.load(path, mmap_mode="r", allow_pickle=False)
         else:
-            stack = _read_idx(path)
+            stack = read_idx(path)
         _STACKS[key] = stack
     arr = np.asarray(stack[item.index], dtype=np.float64)
     return arr / 255.0 if stack.dtype == np.dtype(">u1") and not path.name.lower().endswith(".npy") else arr

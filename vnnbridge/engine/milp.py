@@ -420,7 +420,7 @@ def _reach(net: LayerNet, bounds: LayerBounds, c: np.ndarray) -> list[np.ndarray
 def _relu_gaps(net: LayerNet, enc: Encoding, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per δ column: how far the LP's ``a`` sits above ``max(z, 0)``, and whether ``z > 0``."""
     gaps, signs = [], []
-    for k, (first, units) in enumerate(enc.binaries):
+    for k, (_first, units) in enumerate(enc.binaries):
         if not units.size:
             continue
         prev = v[enc.offsets[k]:enc.offsets[k] + (enc.n0 if k == 0 else net.widths[k - 1])]
