@@ -220,6 +220,9 @@ class _Search:
         if out.status is MilpStatus.FAILED:
             self.undecided.append(f"HiGHS failed: {out.message}")
             return "open", None
+        if out.x is None:
+            self.undecided.append(f"HiGHS gave no point: {out.message}")
+            return "open", None
         x = np.clip(out.x, self.lo_np, self.hi_np)
         found = self.confirm(x)
         if found is None:
@@ -246,10 +249,11 @@ class _Search:
         if found is not None:
             return self.done("sat", found)
         with torch.no_grad():
-            doms = _Domains(split0, alpha, None, margin, self.choose(split0, alpha, None, p.lams))
-        doms = self.close_small(doms)
-        if isinstance(doms, BabResult):
-            return doms
+            root = _Domains(split0, alpha, None, margin, self.choose(split0, alpha, None, p.lams))
+        closed = self.close_small(root)
+        if isinstance(closed, BabResult):
+            return closed
+        doms = closed
         per_domain = sum(self.tn.widths) * (1 + 2 * self.c.shape[-2] * self.c.element_size())
         limit = max(self.o.batch, min(self.o.max_domains, int(self.o.memory // max(1, per_domain))))
         while len(doms):
@@ -281,10 +285,10 @@ class _Search:
                 lams = [lm.expand(keep.shape[0], -1, -1)[idx] for lm in p.lams]  # the last may broadcast
                 open_ = _Domains(split, al, bt, margin[idx], torch.zeros((idx.numel(), 2), dtype=torch.long))
                 open_.branch = self.choose(split, al, bt, lams)
-            open_ = self.close_small(open_)
-            if isinstance(open_, BabResult):
-                return open_
-            doms = _Domains.cat([doms, open_]) if len(doms) else open_
+            still = self.close_small(open_)
+            if isinstance(still, BabResult):
+                return still
+            doms = _Domains.cat([doms, still]) if len(doms) else still
         if self.undecided:
             return self.done("unknown", message="; ".join(self.undecided[:3]))
         return self.done("unsat")

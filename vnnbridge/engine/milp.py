@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -87,12 +88,12 @@ class Encoding:
     cutoff_col: int | None  # the column t (several rows)
     n_rows_obj: int  # the objective rows, last in ``a``
 
-    def set_cutoff(self, h: object, cutoff: float) -> None:
+    def set_cutoff(self, h: Any, cutoff: float) -> None:
         """Tighten the objective cutoff of a live HiGHS model."""
         if self.cutoff_row is not None:
-            h.changeRowBounds(self.cutoff_row, -_inf(), cutoff - self.shift)  # type: ignore[attr-defined]
+            h.changeRowBounds(self.cutoff_row, -_inf(), cutoff - self.shift)
         else:
-            h.changeColBounds(self.cutoff_col, -_inf(), cutoff)  # type: ignore[attr-defined]
+            h.changeColBounds(self.cutoff_col, -_inf(), cutoff)
 
 
 def _inf() -> float:
@@ -263,7 +264,7 @@ _BANNER_LOCK = threading.Lock()
 _banner_done = False
 
 
-def _new_highs() -> object:
+def _new_highs() -> Any:
     """A HiGHS instance; the first one of the process is built with stdout silenced.
 
     HiGHS >= 1.16 prints a copyright banner to the C-level stdout when the first instance is
@@ -289,7 +290,7 @@ def _new_highs() -> object:
     return highspy.Highs()
 
 
-def _model(enc: Encoding, integer: bool) -> object:
+def _model(enc: Encoding, integer: bool) -> Any:
     import highspy
 
     h = _new_highs()

@@ -86,16 +86,21 @@ def _expand_maxpool(idx: np.ndarray, n_in: int) -> list[tuple[Any, ...]]:
             a, b = cols[2 * p], cols[2 * p + 1]
             d_row, p_row = base + 2 * p, base + 2 * p + 1
             for j in range(a.shape[1]):
-                rows.append(d_row), cs.append(a[:, j]), vals.append(np.ones(n_out))
+                rows.append(d_row)
+                cs.append(a[:, j])
+                vals.append(np.ones(n_out))
             for j in range(b.shape[1]):
-                rows.append(d_row), cs.append(b[:, j]), vals.append(-np.ones(n_out))
-                rows.append(p_row), cs.append(b[:, j]), vals.append(np.ones(n_out))
+                rows += [d_row, p_row]
+                cs += [b[:, j], b[:, j]]
+                vals += [-np.ones(n_out), np.ones(n_out)]
             new_cols.append(np.stack([d_row, p_row], axis=1))
         if odd:
             last = cols[-1]
             q_row = base + 2 * pairs
             for j in range(last.shape[1]):
-                rows.append(q_row), cs.append(last[:, j]), vals.append(np.ones(n_out))
+                rows.append(q_row)
+                cs.append(last[:, j])
+                vals.append(np.ones(n_out))
             new_cols.append(q_row[:, None])
         new_size = n_out * per
         m = sp.csr_array((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cs))), shape=(new_size, size))
@@ -105,7 +110,7 @@ def _expand_maxpool(idx: np.ndarray, n_in: int) -> list[tuple[Any, ...]]:
         items.append(("relu", mask.ravel()))
         cols, size = new_cols, new_size
     final = cols[0]
-    rows = np.repeat(np.arange(n_out), final.shape[1])
-    m = sp.csr_array((np.ones(final.size), (rows, final.ravel())), shape=(n_out, size))
+    final_rows = np.repeat(np.arange(n_out), final.shape[1])
+    m = sp.csr_array((np.ones(final.size), (final_rows, final.ravel())), shape=(n_out, size))
     items.append(("affine", SparseOp(m), np.zeros(n_out)))
     return items

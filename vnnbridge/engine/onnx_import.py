@@ -377,7 +377,8 @@ def _conv(b: _Builder, node: Any, ins: list[Any], k: int) -> tuple[int, ...]:
     if shape[1] != w.shape[1] * group:
         raise b.fail(node, f"input has {shape[1]} channels, the weights expect {w.shape[1] * group}")
     try:  # a 1-D kernel (O, C/g, k) becomes the 2-D kernel (O, C/g, 1, k) of the height-1 view
-        op = ConvOp(w.reshape(w.shape[0], w.shape[1], *kernel), tuple(shape4[1:]), strides, pads, dil, group)
+        c, h, w_ = shape4[1:]
+        op = ConvOp(w.reshape(w.shape[0], w.shape[1], *kernel), (c, h, w_), strides, pads, dil, group)
     except ValueError as exc:
         raise b.fail(node, str(exc)) from None
     bias = None

@@ -290,6 +290,9 @@ class _Run:
             if out.status is MilpStatus.FAILED:
                 undecided.append(f"HiGHS failed: {out.message}")
                 continue
+            if out.x is None:
+                undecided.append(f"HiGHS gave no point: {out.message}")
+                continue
             x = np.clip(out.x, pending.lo, pending.hi)
             found = self.confirm(x)
             if found is None:
