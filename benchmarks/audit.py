@@ -39,6 +39,8 @@ from vnnbridge.search.base import Instance, Prober, Purpose, SearchOptions
 from vnnbridge.search.compose import certify
 from vnnbridge.search.crossexam import Falsifier, counterexample_margin
 
+from reference import paper_images  # benchmarks/ is on sys.path when a script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VNNBRIDGE_SHARED") or ROOT.parent / "shared")
 DATASETS = {"mnist": "mnist_784_32_10.onnx", "fmnist": "fmnist_784_32_10.onnx"}
@@ -50,11 +52,6 @@ CONFIGS = {
 }
 FIELDS = ["dataset", "image", "config", "label", "status", "radius", "steps", "calls", "seconds", "refuted_answers",
           "trust_seconds", "referee", "counterexample_margin", "true_steps", "true_steps_16"]
-
-
-def _images(dataset: str) -> list[Path]:
-    folder = SHARED / "data" / "paper" / dataset / "images"
-    return sorted(folder.glob("*.csv"), key=lambda p: [int(t) for t in p.stem.replace("_", "-").split("-")])
 
 
 def _done(path: Path) -> dict[tuple[str, str, str], dict[str, str]]:
@@ -176,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             if new_file:
                 writer.writeheader()
             for dataset in args.datasets.split(","):
-                images = _images(dataset)[: args.limit or None]
+                images = paper_images(dataset)[: args.limit or None]
                 for image in images:
                     for config in args.configs.split(","):
                         if (dataset, image.stem, config) in done:

@@ -41,7 +41,8 @@ FIELDS = ["dataset", "image", "true_class", "label", "method", "dual", "oracle",
           "stuck", "calls", "dual_calls", "dual_apothem", "seconds", "dual_seconds"]
 
 
-def _images(dataset: str) -> list[Path]:
+def paper_images(dataset: str) -> list[Path]:
+    """The reference instances of one paper data set, in the reference's order (0-1, 0-2, ..., 9-5)."""
     folder = SHARED / "data" / "paper" / dataset / "images"
     return sorted(folder.glob("*.csv"), key=lambda p: [int(t) for t in p.stem.replace("_", "-").split("-")])
 
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             if new_file:
                 writer.writeheader()
             for dataset in args.datasets.split(","):
-                images = _images(dataset)
+                images = paper_images(dataset)
                 images = images[: args.limit] if args.limit else images
                 for image in images:
                     for method in args.methods.split(","):
