@@ -19,7 +19,10 @@ from vnnbridge.engine.graph import LayerNet
 if TYPE_CHECKING:
     from vnnbridge.vnnlib.model import Spec
 
-__all__ = ["Objective", "falsify", "pgd", "start_points"]
+__all__ = ["AIM", "Objective", "falsify", "pgd", "start_points"]
+
+# Aim this far past the boundary, so that float32 (onnxruntime) agrees with float64.
+AIM = 3e-5
 
 
 @dataclass(eq=False)
@@ -98,14 +101,18 @@ def start_points(lo: np.ndarray, hi: np.ndarray, n: int, rng: np.random.Generato
 
 
 def falsify(onnx: str | Path, lower: np.ndarray | None = None, upper: np.ndarray | None = None, *,
-            label: int | None = None, spec: Spec | None = None, budget: float = 5.0,
-            seed: int = 0) -> np.ndarray | None:
-    """A validated counterexample, or None: the falsifier other components call.
+            label: int | None = None, spec: Spec | None = None, budget: float = 5.0, seed: int = 0,
+            restarts: int = 8, steps: int = 40, repeat: bool = True) -> np.ndarray | None:
+    """A validated counterexample, or None: the one falsifier of vnnbridge.
 
     Either ``spec`` (every case of it, its own boxes) or a box ``lower``/``upper`` with the
     robustness question for ``label`` (any other logit >= the label's counts, ties included).
-    Random-restart PGD on the compiled network for about ``budget`` seconds; a point is
-    returned only when onnxruntime (float32, as deployed) confirms it violates the property.
+    Per case: PGD from the box centre and ``restarts - 1`` random points for ``steps`` steps, all
+    polytopes of the case at once; with ``repeat``, fresh random restarts until ``budget`` seconds
+    are spent, else one round. A point only counts when onnxruntime (float32, as deployed) confirms
+    it violates the property; one that violates in float64 only is pushed a little further in first.
+    Callers: cross-examination (`vnnbridge.search.crossexam.Falsifier`), witness recovery
+    (`vnnbridge.oracles.witness.search_witness`) and `check`.
     """
     from vnnbridge.engine.graph import load_layer_net
     from vnnbridge.network import load_network
@@ -125,19 +132,22 @@ def falsify(onnx: str | Path, lower: np.ndarray | None = None, upper: np.ndarray
     cases = []
     for case in spec.cases:
         polys = [p.arrays(spec.outputs) for p in case.polytopes]
+        # An empty disjunction never holds; an empty conjunction holds everywhere (the centre shows it).
         if polys and all(len(b) for _, b in polys):
             lo, hi = case.box.arrays()
             cases.append((lo, hi, Objective.from_polytopes(polys)))
     first = True
-    while cases and (first or time.perf_counter() < deadline):
+    while cases and (first or (repeat and time.perf_counter() < deadline)):
         for lo, hi, obj in cases:
-            x0 = start_points(lo, hi, 8, rng, centre=None if first else lo + rng.random(lo.size) * (hi - lo))
-            x, v = pgd(net, obj, lo, hi, x0, 40, rng, stop_below=-3e-5, deadline=deadline)
+            x0 = start_points(lo, hi, restarts, rng, centre=None if first else lo + rng.random(lo.size) * (hi - lo))
+            x, v = pgd(net, obj, lo, hi, x0, steps, rng, stop_below=-AIM, deadline=deadline)
             if v <= 0.0 and not spec.violated_by(x, runtime.run(x)):
                 # On the boundary in float64 only: push further inside, in small steps.
-                x, v = pgd(net, obj, lo, hi, x[None, :], 20, rng, 1e-3, 1e-6, stop_below=-3e-4,
-                           deadline=deadline + 1.0)
+                x, v = pgd(net, obj, lo, hi, x[None, :], steps, rng, 1e-3, 1e-6, stop_below=-10 * AIM,
+                           deadline=deadline + 1.0)  # a confirmed near-miss deserves its polish
             if v <= 0.0 and spec.violated_by(x, runtime.run(x)):
                 return x
+            if time.perf_counter() > deadline:
+                return None
         first = False
     return None

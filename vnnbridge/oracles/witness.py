@@ -77,36 +77,17 @@ def _repair(query: Query, case: Any, x: np.ndarray, net: Network) -> np.ndarray 
     return repair_witness(query, case, x, net)
 
 
-def _attack(query: Query, net: Network, deadline: float) -> np.ndarray | None:
-    """PGD with many restarts in every case's box; a point onnxruntime confirms, or None."""
-    from vnnbridge.engine.attack import Objective, pgd, start_points
-    from vnnbridge.engine.graph import load_layer_net
-
-    layers = load_layer_net(query.onnx)
-    rng = np.random.default_rng(0)
-    for case in query.spec.cases:
-        lo, hi = case.box.arrays()
-        polys = [p.arrays(query.spec.outputs) for p in case.polytopes]
-        if not polys or any(len(b) == 0 for _, b in polys):
-            continue  # the embedded oracle settles the trivial cases
-        x, value = pgd(layers, Objective.from_polytopes(polys), lo, hi, start_points(lo, hi, _RESTARTS, rng),
-                       _STEPS, rng, stop_below=-3e-5, deadline=deadline)
-        if value <= 0.0 and _violates(query, x, net):
-            return x
-        if time.perf_counter() > deadline:
-            break
-    return None
-
-
 def search_witness(query: Query, budget: float) -> tuple[np.ndarray | None, str]:
     """A confirmed witness found by vnnbridge within ``budget`` seconds, or None and why not."""
     from vnnbridge.errors import VnnbridgeError
     from vnnbridge.oracles.embedded import EmbeddedOracle
 
+    from vnnbridge.engine.attack import falsify
+
     deadline = time.perf_counter() + max(0.0, budget)
     net = load_network(query.onnx)
     try:
-        x = _attack(query, net, deadline)
+        x = falsify(query.onnx, spec=query.spec, budget=budget, restarts=_RESTARTS, steps=_STEPS, repeat=False)
     except VnnbridgeError as exc:  # a model the engine cannot read: no search possible
         return None, f"no search possible: {exc.message}"
     if x is not None:

@@ -2,11 +2,11 @@
 
 Verifiers are wrong sometimes (Marabou 2.0.0 answers `unsat` on Fashion-MNIST boxes that hold
 onnxruntime-confirmed counterexamples). Before a search relies on an `unsat`, a `Falsifier`
-independent of that oracle tries to break it inside the queried box: the embedded engine's
-batched projected-gradient attack (`vnnbridge.engine.attack.pgd`) on all polytopes of the
+independent of that oracle tries to break it inside the queried box: vnnbridge's one falsifier
+(`vnnbridge.engine.attack.falsify`, a batched projected-gradient attack) on all polytopes of the
 query at once (for a robustness query: every other class's margin), from the box centre and
-random restarts. A point it finds counts only after onnxruntime confirms it (`confirm_witness`,
-the same check every `sat` witness gets), so a refutation is never the falsifier's word alone.
+random restarts. A point it finds counts only after onnxruntime confirms it, so a refutation is
+never the falsifier's word alone.
 
 What it does not do: a failed attack proves nothing. The falsifier can only *refute*; it
 never upgrades an answer to `unsat`. It needs a network the engine compiles (`ModelError`
@@ -16,12 +16,11 @@ otherwise: the caller records that the answer went unexamined).
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from vnnbridge.errors import BogusWitness, InputError
+from vnnbridge.errors import InputError
 from vnnbridge.oracles.base import Query
 from vnnbridge.search.names import DEFAULT_CROSS_EXAMINE
 
@@ -30,7 +29,6 @@ __all__ = ["DEFAULT_STEPS", "Falsifier", "counterexample_margin"]
 log = logging.getLogger(__name__)
 
 DEFAULT_STEPS = DEFAULT_CROSS_EXAMINE
-AIM = 3e-5  # aim this far past the boundary, so that float32 (onnxruntime) agrees with float64
 
 
 @dataclass(frozen=True)
@@ -64,39 +62,10 @@ class Falsifier:
 
     def refute(self, query: Query, seconds: float = 10.0) -> np.ndarray | None:
         """A validated counterexample to ``query`` (inside one of its boxes), or None."""
-        from vnnbridge.engine.attack import Objective, pgd, start_points
-        from vnnbridge.engine.graph import load_layer_net
-        from vnnbridge.network import load_network
-        from vnnbridge.oracles.witness import confirm_witness
+        from vnnbridge.engine.attack import falsify
 
-        net, runtime = load_layer_net(query.onnx), load_network(query.onnx)
-        rng = np.random.default_rng(self.seed)
-        deadline = time.perf_counter() + seconds
-        for case in query.spec.cases:
-            polys = [p.arrays(query.spec.outputs) for p in case.polytopes]
-            if not polys or any(len(b) == 0 for _, b in polys):
-                continue  # an empty disjunction never holds; an empty conjunction: the centre decides below
-            lo, hi = case.box.arrays()
-            obj = Objective.from_polytopes(polys)
-            x, v = pgd(net, obj, lo, hi, start_points(lo, hi, self.restarts, rng), self.steps, rng,
-                       stop_below=-AIM, deadline=deadline)
-            if v > 0.0:
-                continue
-            found = _confirmed(query, x, runtime, confirm_witness)
-            if found is None:  # on the boundary in float64: push a little further in
-                x, v = pgd(net, obj, lo, hi, x[None, :], self.steps, rng, 1e-3, 1e-6, stop_below=-10 * AIM,
-                           deadline=deadline + 1.0)
-                found = _confirmed(query, x, runtime, confirm_witness) if v <= 0.0 else None
-            if found is not None:
-                return found
-        return None
-
-
-def _confirmed(query: Query, x: np.ndarray, runtime: object, confirm: object) -> np.ndarray | None:
-    try:
-        return confirm(query, x, runtime, repair=False)  # type: ignore[operator]
-    except BogusWitness:
-        return None
+        return falsify(query.onnx, spec=query.spec, budget=seconds, seed=self.seed, restarts=self.restarts,
+                       steps=self.steps, repeat=False)
 
 
 def counterexample_margin(y: np.ndarray, label: int) -> float:
