@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,18 @@ def test_falsify_returns_only_validated_points(shared: Path) -> None:
     assert np.all(wide >= np.clip(x - 0.3, 0, 1)) and np.all(wide <= np.clip(x + 0.3, 0, 1))
     # A box far inside the certified radius (r* = 33/255 for this image) has no counterexample.
     assert falsify(onnx, np.clip(x - 0.01, 0, 1), np.clip(x + 0.01, 0, 1), label=label, budget=0.5) is None
+
+
+def test_torch_threads_follow_the_harness_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    # compare --threads 1 sets OMP_NUM_THREADS=1 for every tool; the engine used every core anyway,
+    # so two runs side by side oversubscribed a 2-core machine.
+    from vnnbridge.engine.torchnet import default_threads
+
+    monkeypatch.delenv("VNNBRIDGE_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert default_threads() == 1
+    monkeypatch.setenv("VNNBRIDGE_THREADS", "3")
+    assert default_threads() == 3
+    monkeypatch.delenv("VNNBRIDGE_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert default_threads() == (os.cpu_count() or 1)

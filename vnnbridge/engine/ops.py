@@ -116,8 +116,8 @@ class SparseOp(LinearOp):
 
 
 def _torch() -> Any:
-    # The thread count is set once by `vnnbridge.engine.torchnet.set_threads` (every core by
-    # default, ``$VNNBRIDGE_THREADS`` to share the machine).
+    # The thread count is set once by `vnnbridge.engine.torchnet.set_threads` (``$VNNBRIDGE_THREADS``,
+    # else ``$OMP_NUM_THREADS``, else every core).
     import torch
 
     return torch

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from vnnbridge.engine.graph import LayerNet
 from vnnbridge.engine.ops import ChainOp, ConvOp, DenseOp, LinearOp, SparseOp
 
-__all__ = ["TorchNet", "set_threads", "torch_net"]
+__all__ = ["TorchNet", "default_threads", "set_threads", "torch_net"]
 
 # A sparse operator whose dense matrix has at most this many entries becomes dense (faster in
 # batched matrix products than torch's sparse kernels).
@@ -29,15 +29,25 @@ _DENSE_ENTRIES = 8_000_000
 _threads_set = False
 
 
+def default_threads() -> int:
+    """``$VNNBRIDGE_THREADS``, else ``$OMP_NUM_THREADS``, else every core.
+
+    ``OMP_NUM_THREADS`` counts because harnesses and ``compare --threads N`` give every tool its
+    share of the machine that way; ignoring it oversubscribed the cores when runs went side by side.
+    """
+    for name in ("VNNBRIDGE_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return os.cpu_count() or 1
+
+
 def set_threads(n: int | None = None) -> None:
-    """Use ``n`` torch threads (default ``$VNNBRIDGE_THREADS``, else every core)."""
+    """Use ``n`` torch threads (default: `default_threads`)."""
     global _threads_set
     import torch
 
-    if n is None:
-        env = os.environ.get("VNNBRIDGE_THREADS", "")
-        n = int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, int(n)))
+    torch.set_num_threads(max(1, int(n if n is not None else default_threads())))
     _threads_set = True
 
 
