@@ -10,11 +10,23 @@ onnxruntime here). "wrong" counts an ``unsat`` against which another engine hold
 validated witness. Printed: solved, sat, unsat, timeouts, wrong, median and total seconds,
 and the ratio of total seconds to the old engine's (and the peer's).
 
+Part ``compare``: the same mnistfc instances as a VNN-COMP benchmark folder (instances.csv,
+symlinks into ``../shared``), run through `vnnbridge compare` (the harness flow: prepare,
+run_instance with the measured start-up added to each tool's limit, witnesses re-checked) for
+``embedded`` and each ``--peer`` (e.g. ``abcrown:/tmp/peers/abcrown``, installed per
+``../shared/PEERS.md``), ``--jobs`` runs side by side with ``--threads`` threads each. Printed:
+compare's own table, then solved / wrong / median and total solving seconds (a timeout counts
+as the timeout) with the ratio of totals to each other oracle, and solved per network.
+``--report DIR`` prints the same tables again from a finished run's ``outcomes.csv`` files.
+
 Part ``apothem``: an apothem search (`vnnbridge.search.compose.certify`, method "apothem")
 on the first N MNIST / Fashion-MNIST test images (the network's prediction as label; all
 five networks take pixels in [0, 1]) per network and engine: grid-exact apothems (the upper
 step confirmed by a witness), median seconds per certificate and oracle calls.
 
+    .venv/bin/python benchmarks/engine.py --part compare --peer abcrown:/tmp/peers/abcrown \
+        --peer nnenum:/tmp/peers/nnenum --jobs 2 --threads 1 [--out DIR]
+    .venv/bin/python benchmarks/engine.py --report DIR
     nice .venv/bin/python benchmarks/engine.py [--part mnistfc,apothem] [--nets 256x2,256x4]
         [--props 0-9] [--eps 0.03,0.05] [--limit N] [--timeout 60] [--engines new,old]
         [--abcrown] [--images 3] [--apothem-nets 256x4,Convnet_maxpool] [--call-timeout 30]
@@ -23,6 +35,7 @@ step confirmed by a witness), median seconds per certificate and oracle calls.
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import re
 import subprocess
@@ -176,6 +189,68 @@ def apothem(args: argparse.Namespace, folder: Path) -> None:
     _table(rows)
 
 
+def compare(args: argparse.Namespace, folder: Path) -> None:
+    from vnnbridge.vnncomp.compare import compare_oracles, format_table
+
+    data = args.shared / "data"
+    bench = folder / "mnistfc"
+    (bench / "onnx").mkdir(parents=True)
+    (bench / "vnnlib").mkdir()
+    lines = []
+    for n in args.nets.split(","):
+        (bench / "onnx" / f"mnist-net_{n}.onnx").symlink_to(data / "networks/mnist" / f"mnist-net_{n}.onnx")
+        for e in args.eps.split(","):
+            for p in _range(args.props):
+                name = f"prop_{p}_{e}.vnnlib"
+                if not (bench / "vnnlib" / name).exists():
+                    (bench / "vnnlib" / name).symlink_to(data / "vnnlib/mnistfc" / name)
+                lines.append(f"onnx/mnist-net_{n}.onnx,vnnlib/{name},{args.timeout:g}")
+    (bench / "instances.csv").write_text("\n".join(lines) + "\n")
+    out = Path(args.out) if args.out else folder / "compare"
+    oracles = ["embedded", *args.peer]
+    print(f"compare: {len(lines)} mnistfc instances at {args.timeout:g} s; {', '.join(oracles)}; "
+          f"--jobs {args.jobs} --threads {args.threads}; results in {out}", flush=True)
+    comparison = compare_oracles(bench, oracles, out, jobs=args.jobs, threads=args.threads)
+    print(format_table(comparison), flush=True)
+    report(out, args.timeout)
+
+
+def report(out: Path, timeout: float) -> None:
+    """Solved, wrong, median/total solving seconds, ratios of totals and solved per network, from outcomes.csv."""
+    runs: dict[str, list[dict[str, str]]] = {}
+    for path in sorted(Path(out).glob("*/outcomes.csv")):
+        rows = list(csv.DictReader(path.open()))[1:]  # the first line is the start-up check
+        runs[path.parent.name] = rows
+    if not runs:
+        raise SystemExit(f"no outcomes.csv under {out}")
+
+    def limit(row: dict[str, str]) -> float:
+        # A timeout (or any other non-answer) counts as the instances' timeout.
+        return float(row["solve_s"]) if row["result"] in ("sat", "unsat") else timeout
+
+    def solved(row: dict[str, str]) -> bool:
+        return row["result"] in ("sat", "unsat") and not row["reason"].startswith("unsat, but")
+
+    totals = {}
+    table = [["oracle", "instances", "solved", "sat", "unsat", "wrong", "median_s", "total_s"]]
+    for name, rows in runs.items():
+        secs = [limit(r) for r in rows]
+        totals[name] = sum(secs)
+        table.append([name, str(len(rows)), str(sum(map(solved, rows))),
+                      str(sum(r["result"] == "sat" for r in rows)), str(sum(r["result"] == "unsat" for r in rows)),
+                      str(sum(r["reason"].startswith("unsat, but") for r in rows)), f"{np.median(secs):.1f}",
+                      f"{sum(secs):.1f}"])
+    for row, name in zip(table[1:], runs):
+        row += [f"{totals[name] / max(1e-9, totals[o]):.2f}" for o in runs]
+    table[0] += [f"total/{o.split('_')[0]}" for o in runs]
+    _table(table)
+    nets = sorted({Path(r["onnx"]).stem for rows in runs.values() for r in rows})
+    per = [["network", *[o.split("_")[0] for o in runs]]]
+    for net in nets:
+        per.append([net, *[str(sum(solved(r) for r in rows if Path(r["onnx"]).stem == net)) for rows in runs.values()]])
+    _table(per)
+
+
 def _range(text: str) -> list[int]:
     out: list[int] = []
     for part in text.split(","):
@@ -199,7 +274,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--apothem-nets", default=",".join(APOTHEM_NETS))
     p.add_argument("--call-timeout", type=float, default=60.0, help="seconds per oracle call of a search")
     p.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    p.add_argument("--peer", action="append", default=[], help="part compare: another oracle (repeat)")
+    p.add_argument("--jobs", type=int, default=1, help="part compare: runs side by side")
+    p.add_argument("--threads", type=int, default=1, help="part compare: threads per run")
+    p.add_argument("--out", default="", help="part compare: where compare writes its results")
+    p.add_argument("--report", default="", help="print the compare tables of a finished run in DIR")
     args = p.parse_args(argv)
+    if args.report:
+        report(Path(args.report), args.timeout)
+        return 0
     # The one-time torch import (seconds under load) is nobody's per-query time.
     from vnnbridge.engine.torchnet import set_threads
 
@@ -209,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parts = args.part.split(",")
     if "mnistfc" in parts:
         mnistfc(args, folder)
+    if "compare" in parts:
+        compare(args, folder)
     if "apothem" in parts:
         apothem(args, folder)
     return 0
