@@ -258,3 +258,15 @@ def test_a_crashing_oracle_certifies_nothing_and_the_batch_goes_on(tmp_path: Pat
     assert [r["status"] for r in rows] == ["not certified", "not certified"]
     assert all(int(r["calls"]) > 0 and r["apothem"] == "" for r in rows)
     assert not list((out / "calls").rglob("*.json"))  # errors are never cached as answers
+
+
+def test_local_workers_share_the_cores_for_torch() -> None:
+    # Before, each of N workers started one torch thread per core (N x oversubscribed).
+    code = ("import os; from vnnbridge.batch.worker import init_worker; init_worker(os.getppid(), 3); "
+            "from vnnbridge.engine.torchnet import default_threads; print(default_threads())")
+    env = {k: v for k, v in os.environ.items() if k not in ("VNNBRIDGE_THREADS", "OMP_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.stdout.split() == ["3"], done.stderr
+    env["VNNBRIDGE_THREADS"] = "1"  # the user's choice wins
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.stdout.split() == ["1"], done.stderr

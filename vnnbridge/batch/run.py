@@ -155,7 +155,8 @@ def _local(spec: BatchSpec, items: Sequence[Item], jobs: int) -> Results:
     pending = list(items)
     blind = 0  # pool breaks in a row that named no culprit
     while pending:
-        pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=init_worker, initargs=(os.getpid(),))
+        pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=init_worker,
+                                   initargs=(os.getpid(), max(1, (os.cpu_count() or 1) // jobs)))
         futures: dict[Future[dict[str, object]], Item] = {pool.submit(certify_item, spec, it): it for it in pending}
         processes = getattr(pool, "_processes", None) or {}  # pid -> Process; filled as workers start
         finished: set[str] = set()

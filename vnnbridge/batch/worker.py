@@ -159,13 +159,17 @@ def _row(spec: BatchSpec, item: Item, outcome: Any) -> dict[str, object]:
             "oracle": outcome.prober.oracle.name, "error": ""}
 
 
-def init_worker(parent: int | None = None) -> None:
+def init_worker(parent: int | None = None, threads: int | None = None) -> None:
     """Set up a local worker process: leave Ctrl-C to the driver, and exit when the driver is gone.
 
     Without the watch, a worker of a driver killed with -9 would go on certifying an input
-    that the resumed batch certifies again.
+    that the resumed batch certifies again. ``threads``: the worker's share of the cores for
+    the engine's torch threads (unless ``$VNNBRIDGE_THREADS`` says otherwise), so that N workers
+    do not each start one thread per core.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if threads:
+        os.environ.setdefault("VNNBRIDGE_THREADS", str(threads))
     parent = parent or os.getppid()
 
     def watch() -> None:
