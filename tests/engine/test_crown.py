@@ -158,3 +158,26 @@ def test_torch_threads_follow_the_harness_share(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("VNNBRIDGE_THREADS")
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert default_threads() == (os.cpu_count() or 1)
+
+
+def test_alpha_optimisation_stops_at_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One iteration on a wide conv network takes seconds: without a deadline a 30 s call ran 54 s.
+    import vnnbridge.engine.crown as crown
+
+    rng = np.random.default_rng(5)
+    net = random_net(rng, [4, 10, 8, 3])
+    tn = torch_net(net)
+    lo = rng.uniform(-1, 0, 4)
+    hi = lo + 0.5
+    lower, upper = intermediate_bounds(net, tn, lo, hi)
+    passes = []
+    real = crown.backward_bound
+    monkeypatch.setattr(crown, "backward_bound", lambda *a, **k: passes.append(1) or real(*a, **k))
+    tlo, thi, c = tn.tensor(lo)[None], tn.tensor(hi)[None], tn.tensor(rng.normal(size=(2, 3)))[None]
+    late, *_ = optimise(tn, lower, upper, tlo, thi, c, tn.tensor(np.full(2, np.inf)), None, None, None, iters=20,
+                        deadline=0.0)
+    assert len(passes) == 1  # the one pass that gives the (CROWN) bound and the branching data
+    np.testing.assert_allclose(late[0].numpy(), real(tn, lower, upper, tlo, thi, c).lb[0].numpy())
+    passes.clear()
+    optimise(tn, lower, upper, tlo, thi, c, tn.tensor(np.full(2, np.inf)), None, None, None, iters=20)
+    assert len(passes) == 21

@@ -240,7 +240,7 @@ class _Search:
         with torch.no_grad():
             split0 = [torch.zeros((1, w), dtype=torch.int8, device=self.tn.device) for w in self.tn.widths]
         best, alpha, _, p = optimise(self.tn, self.lower, self.upper, self.lo, self.hi, self.c, self.target,
-                                     alpha0, None, None, self.o.root_iters)
+                                     alpha0, None, None, self.o.root_iters, deadline=self.deadline)
         self.stats["bounded"] += 1
         margin = (best - self.target).max(-1).values
         if bool(margin[0] > 0):
@@ -267,7 +267,8 @@ class _Search:
             parents, doms = doms.take(order[:n]), doms.take(order[n:])
             kids = self.children(parents)
             best, alpha, beta, p = optimise(self.tn, self.lower, self.upper, self.lo, self.hi, self.c, self.target,
-                                            kids.alpha, kids.split, kids.beta, self.o.iters)
+                                            kids.alpha, kids.split, kids.beta, self.o.iters,
+                                            deadline=self.deadline)
             self.stats["bounded"] += len(kids)
             margin = (best - self.target).max(-1).values
             keep = margin <= 0

@@ -136,12 +136,12 @@ def intermediate_bounds(net: LayerNet, tn: TorchNet, lo: np.ndarray, hi: np.ndar
                 lower[k][0, rows] = torch.maximum(l[0, rows], got[:rows.numel()])
                 upper[k][0, rows] = torch.minimum(u[0, rows], -got[rows.numel():])
             if iters and time.perf_counter() < deadline:
-                _tighten(tn, lower, upper, tlo, thi, k, iters, budget, work)
+                _tighten(tn, lower, upper, tlo, thi, k, iters, budget, work, deadline)
     return lower, upper
 
 
 def _tighten(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any, k: int, iters: int,
-             budget: float, work: float) -> None:
+             budget: float, work: float, deadline: float = float("inf")) -> None:
     """alpha-CROWN on the still unstable units of layer ``k`` (both sides), in place."""
     import torch
 
@@ -156,17 +156,21 @@ def _tighten(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any,
     eye[r + rows, idx] = -1.0
     with torch.enable_grad():
         best, *_ = optimise(tn, lower, upper, lo, hi, eye[None], torch.full((2 * rows,), torch.inf,
-                            dtype=tn.dtype, device=tn.device), None, None, None, iters, start=k)
+                            dtype=tn.dtype, device=tn.device), None, None, None, iters, start=k,
+                            deadline=deadline)
     lower[k][0, idx] = torch.maximum(l[0, idx], best[0, :rows])
     upper[k][0, idx] = torch.minimum(u[0, idx], -best[0, rows:])
 
 
 def optimise(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any, c: Any, target: Any,
              alpha: list[Any] | None, split: list[Any] | None, beta: list[Any] | None, iters: int,
-             lr_alpha: float = 0.1, lr_beta: float = 0.05,
-             start: int | None = None) -> tuple[Any, list[Any], list[Any] | None, Pass]:
+             lr_alpha: float = 0.1, lr_beta: float = 0.05, start: int | None = None,
+             deadline: float = float("inf")) -> tuple[Any, list[Any], list[Any] | None, Pass]:
     """Projected gradient ascent on alpha (and beta where there are splits).
 
+    At most ``iters`` steps, fewer once ``deadline`` (perf_counter) has passed: every iterate's
+    bound is sound, so stopping early only loosens it (one iteration on a wide conv network
+    takes seconds, and the oracle must answer on time).
     ``target`` (m,) is the row threshold: a domain is done once one of its rows' bound exceeds
     it (the polytope ``c @ y <= target`` is refuted), and stops driving the optimisation.
     Returns the best bound per (domain, row) over all iterates, the final alpha and beta, and
@@ -193,7 +197,7 @@ def optimise(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any,
     best = None
     last = None
     for it in range(iters + 1):
-        final = it == iters
+        final = it == iters or time.perf_counter() > deadline
         with torch.set_grad_enabled(not final):
             p = backward_bound(tn, lower, upper, lo, hi, c, start=start, alpha=alpha, split=split, beta=beta,
                                keep_lams=final)

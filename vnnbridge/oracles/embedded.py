@@ -325,7 +325,8 @@ class _Run:
             c[i, :len(b)] = a
             target[i, :len(b)] = b + tol
         best, alpha, _, _ = optimise(tn, lower, upper, tn.tensor(pending.lo)[None], tn.tensor(pending.hi)[None],
-                                     tn.tensor(c), tn.tensor(target), None, None, None, self.o.bab.root_iters)
+                                     tn.tensor(c), tn.tensor(target), None, None, None, self.o.bab.root_iters,
+                                     deadline=self.deadline)
         refuted = (best > tn.tensor(target)).any(-1).cpu().numpy()
         left = [i for i in np.argsort(pending.order) if not refuted[i]]
         if not left:
