@@ -90,6 +90,7 @@ def _model(enc: Encoding, integer: bool) -> Any:
 
 
 def mip(enc: Encoding, time_limit: float) -> MilpOutcome:
+    """HiGHS's own MIP solver on the encoding, within ``time_limit`` seconds."""
     import highspy
 
     h = _model(enc, integer=True)
