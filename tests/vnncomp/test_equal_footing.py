@@ -107,3 +107,25 @@ def test_a_portfolio_starts_up_as_its_slowest_member(tmp_path: Path) -> None:
     assert not up.reason, up.reason  # every member of the portfolio started
     assert (tmp_path / "member0" / "startup.log").is_file() and (tmp_path / "member1" / "startup.log").is_file()
     assert up.seconds > 0
+
+
+def test_a_start_up_check_that_dies_is_tried_once_more(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fault injection: the check process dies without an answer the first time only.
+    import vnnbridge.vnncomp.compare as compare
+
+    flaky = tmp_path / "flaky.py"
+    flaky.write_text("import os, runpy, sys\n"
+                     f"mark = {str(tmp_path / 'died')!r}\n"
+                     "if not os.path.exists(mark):\n"
+                     "    open(mark, 'w').close()\n"
+                     "    sys.exit('killed before answering')\n"
+                     "sys.argv = ['vnnbridge', *sys.argv[1:]]\n"
+                     "runpy.run_module('vnnbridge', run_name='__main__')\n")
+    monkeypatch.setattr(compare, "_python", lambda: [sys.executable, str(flaky)])
+    up = compare.measure_startup("embedded", tmp_path / "up")
+    assert up.ready and up.seconds > 0, up
+    assert "killed before answering" in (tmp_path / "up" / "startup.log").read_text()
+    (tmp_path / "died").unlink()
+    monkeypatch.setattr(compare, "_python", lambda: [sys.executable, "-c", "import sys; sys.exit('gone')"])
+    down = compare.measure_startup("embedded", tmp_path / "down")
+    assert not down.ready and "wrote no answer" in down.reason and "gone" in down.reason

@@ -37,7 +37,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from vnnbridge.cache import atomic_write, sha256_bytes
 from vnnbridge.errors import InputError, VnnbridgeError
@@ -197,19 +197,36 @@ def measure_startup(oracle: str, folder: Path, threads: int = 1) -> Startup:
         return Startup(max(u.seconds for u in ups), any(u.ready for u in ups), reasons)
 
     folder.mkdir(parents=True, exist_ok=True)
-    log_file = folder / "startup.log"
-    run = run_command([*_python(), "oracles", "--check", oracle, "--json", "--timeout", repr(STARTUP_LIMIT)],
-                      timeout=STARTUP_LIMIT, slack=30.0, log=log_file, threads=threads)
-    line = next((ln for ln in reversed(run.output().splitlines()) if ln.startswith("[")), "")
-    try:
-        check = json.loads(line)[0]
-        ready, seconds = bool(check["ready"]), float(check["seconds"])
-    except (ValueError, KeyError, IndexError, TypeError):
+    check: dict[str, Any] | None = None
+    for attempt in (1, 2):
+        # A check that wrote no answer at all (the process died) is tried once more: a lost
+        # measurement would mark the tool "did not start" for a whole comparison. A "not ready"
+        # answer is the tool's and is not retried.
+        log_file = folder / ("startup.log" if attempt == 1 else "startup-2.log")
+        run = run_command([*_python(), "oracles", "--check", oracle, "--json", "--timeout", repr(STARTUP_LIMIT)],
+                          timeout=STARTUP_LIMIT, slack=30.0, log=log_file, threads=threads)
+        check = _check_answer(run.output())
+        if check is not None:
+            break
+        log.warning("%s: the start-up check wrote no answer (attempt %d): %s", oracle, attempt, run.tail(300))
+    if check is None:
         return Startup(0.0, False, f"the check wrote no answer: {run.tail(300)}")
+    ready, seconds = bool(check["ready"]), float(check["seconds"])
     if not ready:
         tail = " | ".join(check.get("tail") or [])
         return Startup(0.0, False, f"not ready: {check.get('reason', '')}" + (f"; log: {tail[-300:]}" if tail else ""))
     return Startup(seconds, True)
+
+
+def _check_answer(output: str) -> dict[str, Any] | None:
+    """The JSON answer of ``oracles --check --json`` in ``output`` (its last line starting "["), or None."""
+    line = next((ln for ln in reversed(output.splitlines()) if ln.startswith("[")), "")
+    try:
+        check = json.loads(line)[0]
+        bool(check["ready"]), float(check["seconds"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return check if isinstance(check, dict) else None
 
 
 def _read_answer(path: Path) -> dict[str, object]:
