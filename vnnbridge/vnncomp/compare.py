@@ -331,10 +331,7 @@ def compare_oracles(folder: str | Path, oracles: Sequence[str], out: str | Path,
     startups = {o: measure_startup(o, out_dir / _folder_name(o), threads) for o in oracles}
     for name, up in startups.items():
         log.info("%s: start-up %.1f s%s", name, up.seconds, "" if up.ready else f" ({up.reason})")
-    # Instance by instance, every oracle in turn: with --jobs the runs side by side are mostly different
-    # oracles on the same instance (the same load for each), and an interrupted run's log covers
-    # every oracle on the instances it reached.
-    work = [(o, onnx, vnnlib, timeout or t) for onnx, vnnlib, t in rows for o in oracles]
+    work = [(o, onnx, vnnlib, timeout or t) for o in oracles for onnx, vnnlib, t in rows]
     done: list[Outcome] = []
     lock = threading.Lock()
 
