@@ -111,7 +111,7 @@ def mip(enc: Encoding, time_limit: float) -> MilpOutcome:
 
 
 def branch_and_bound(net: LayerNet, enc: Encoding, good: float, deadline: float,
-                      reach: list[np.ndarray]) -> MilpOutcome:
+                     reach: list[np.ndarray]) -> MilpOutcome:
     """Depth-first branch and bound over the δ columns, one warm-started LP per node.
 
     Fixing δ to 1 (0) turns the big-M rows into ``a = z >= 0`` (``a = 0 >= z``): the node is the
