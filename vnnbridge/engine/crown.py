@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from vnnbridge.engine.bounds import layer_bounds
+from vnnbridge.engine.bounds import interval_step, layer_bounds
 from vnnbridge.engine.graph import LayerNet
+from vnnbridge.engine.packing import Segments, pack
 from vnnbridge.engine.torchnet import TorchNet
 
 __all__ = ["Pass", "backward_bound", "clamp_splits", "intermediate_bounds", "optimise"]
@@ -52,17 +53,24 @@ def clamp_splits(l: Any, u: Any, split: Any | None) -> tuple[Any, Any]:
 
 def backward_bound(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any, c: Any,
                    start: int | None = None, alpha: list[Any] | None = None, split: list[Any] | None = None,
-                   beta: list[Any] | None = None, keep_lams: bool = False) -> Pass:
+                   beta: list[Any] | None = None, keep_lams: bool = False,
+                   segments: Segments | None = None) -> Pass:
     """Lower bounds of ``c @ z_start`` (``z_start`` the input of ReLU layer ``start``, default
     the output) over each domain.
 
     ``lower``/``upper``: per ReLU layer (B or 1, n_k); ``lo``/``hi``: (B or 1, n0); ``c``:
     (B or 1, m, n_start). ``alpha``/``beta``: per layer (B, m, n_k) or None (CROWN's adaptive
     slope, no split multipliers); ``split``: per layer (B, n_k) in {-1, 0, 1} or None.
+    ``segments``: rows packed with several units (`vnnbridge.engine.packing`); ``lb`` is then
+    (B, m, slots), one bound per unit.
     """
     k = tn.depth if start is None else start
+
+    def total(t: Any, level: int) -> Any:
+        return t.sum(-1) if segments is None else segments.total(t, level)
+
     lam = c
-    const = (lam * tn.biases[k]).sum(-1)
+    const = total(lam * tn.biases[k], k)
     lam = tn.ops[k].backward(lam)
     lams: list[Any] = [None] * k
     for j in range(k - 1, -1, -1):
@@ -83,61 +91,109 @@ def backward_bound(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi
         pos, neg = lam.clamp(min=0.0), lam.clamp(max=0.0)
         relaxed = pos * sl + neg * su.unsqueeze(-2)
         lam_z = lam.where(active.unsqueeze(-2), relaxed.where(unstable.unsqueeze(-2), lam.new_zeros(())))
-        const = const + (neg * tu.unsqueeze(-2)).sum(-1)
+        const = const + total(neg * tu.unsqueeze(-2), j)
         if beta is not None and beta[j] is not None and s is not None:
             lam_z = lam_z - beta[j].clamp(min=0.0) * s.to(lam.dtype).unsqueeze(-2)
-        const = const + (lam_z * tn.biases[j]).sum(-1)
+        const = const + total(lam_z * tn.biases[j], j)
         lam = tn.ops[j].backward(lam_z)
     centre = ((lo + hi) / 2.0).unsqueeze(-2)
     radius = ((hi - lo) / 2.0).unsqueeze(-2)
-    lb = const + (lam * centre).sum(-1) - (lam.abs() * radius).sum(-1)
+    if segments is None:
+        lb = const + (lam * centre).sum(-1) - (lam.abs() * radius).sum(-1)
+    else:
+        lb = const + total(lam * centre - lam.abs() * radius, -1)
     x = centre - lam.sign() * radius
     return Pass(lb, x, lams)
 
 
 def intermediate_bounds(net: LayerNet, tn: TorchNet, lo: np.ndarray, hi: np.ndarray, iters: int = 0,
-                        budget: float = 2e8, work: float = 2e9,
-                        deadline: float = float("inf")) -> tuple[list[Any], list[Any]]:
+                        budget: float = 2e8, work: float = 4e10, deadline: float = float("inf"),
+                        init: tuple[list[Any], list[Any]] | None = None) -> tuple[list[Any], list[Any]]:
     """Pre-activation bounds of every ReLU layer over one box, as (1, n_k) tensors.
 
     Starts from `vnnbridge.engine.bounds.layer_bounds` (interval and CROWN where its
-    coefficient cap allows) and back-substitutes, layer by layer, the units still unstable
-    there through torch, in chunks: no coefficient cap, conv layers included. A layer is
-    skipped (keeps its interval bounds) when that would cost more than ``work`` multiply-adds
-    or the ``deadline`` (perf_counter) has passed. With ``iters`` the unstable units' bounds
-    are then alpha-optimised (alpha per unit and side), where it pays: while the alpha tensors
-    of a layer stay under ``budget`` entries.
+    coefficient cap allows) and, layer by layer, first carries the layer below's tightened
+    bounds up by interval arithmetic, then back-substitutes the units still unstable through
+    torch, in chunks: no coefficient cap, conv layers included, and units with disjoint windows
+    packed into shared rows (`vnnbridge.engine.packing`: the same bounds for a fraction of the
+    work on conv and pooling layers). A layer is skipped (keeps its interval bounds) when that
+    would cost more than ``work`` multiply-adds or the ``deadline`` (perf_counter) has passed.
+    With ``iters`` the unstable units' bounds are then alpha-optimised (alpha per unit and
+    side), where it pays: while the alpha tensors of a layer stay under ``budget`` entries.
+    ``init``: bounds an earlier call computed on the same box; its back-substitution is not
+    repeated, only the alpha optimisation runs.
     """
 
     import torch
 
-    base = layer_bounds(net, lo, hi)
     tlo, thi = tn.tensor(lo)[None, :], tn.tensor(hi)[None, :]
-    lower = [tn.tensor(l)[None, :] for l in base.lower]
-    upper = [tn.tensor(u)[None, :] for u in base.upper]
+    if init is None:
+        base = layer_bounds(net, lo, hi)
+        lower = [tn.tensor(l)[None, :] for l in base.lower]
+        upper = [tn.tensor(u)[None, :] for u in base.upper]
+    else:
+        lower, upper = [l.clone() for l in init[0]], [u.clone() for u in init[1]]
     with torch.no_grad():
         for k in range(1, tn.depth):
-            l, u = lower[k], upper[k]
-            idx = torch.nonzero(tn.masks[k] & (l[0] < 0) & (u[0] > 0)).flatten()
-            if idx.numel() == 0 or 2 * idx.numel() * tn.back_cost(k) > work or time.perf_counter() > deadline:
-                continue
-            n = tn.widths[k]
-            widest = max([net.inputs] + tn.widths[:k + 1])
-            chunk = max(1, _CHUNK_ENTRIES // (2 * widest))
-            for s in range(0, idx.numel(), chunk):
-                if time.perf_counter() > deadline:
-                    break
-                rows = idx[s:s + chunk]
-                eye = torch.zeros((2 * rows.numel(), n), dtype=tn.dtype, device=tn.device)
-                r = torch.arange(rows.numel(), device=tn.device)
-                eye[r, rows] = 1.0
-                eye[r + rows.numel(), rows] = -1.0
-                got = backward_bound(tn, lower, upper, tlo, thi, eye[None], start=k).lb[0]
-                lower[k][0, rows] = torch.maximum(l[0, rows], got[:rows.numel()])
-                upper[k][0, rows] = torch.minimum(u[0, rows], -got[rows.numel():])
+            _carry_up(net, tn, lower, upper, k)
+            if init is None and time.perf_counter() < deadline:
+                _back_substitute(net, tn, lower, upper, tlo, thi, k, work, deadline)
             if iters and time.perf_counter() < deadline:
                 _tighten(tn, lower, upper, tlo, thi, k, iters, budget, work, deadline)
     return lower, upper
+
+
+def _carry_up(net: LayerNet, tn: TorchNet, lower: list[Any], upper: list[Any], k: int) -> None:
+    """Layer ``k``'s bounds tightened, in place, by interval arithmetic from layer ``k - 1``'s."""
+    import torch
+
+    l, u = interval_step(net, k, lower[k - 1][0].cpu().numpy(), upper[k - 1][0].cpu().numpy())
+    lower[k] = torch.maximum(lower[k], tn.tensor(l)[None, :])
+    upper[k] = torch.minimum(upper[k], tn.tensor(u)[None, :])
+
+
+def _back_substitute(net: LayerNet, tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any,
+                     k: int, work: float, deadline: float) -> None:
+    """CROWN on the unstable units of layer ``k``, both sides, in place (packed where it pays)."""
+    import torch
+
+    l, u = lower[k], upper[k]
+    idx = torch.nonzero(tn.masks[k] & (l[0] < 0) & (u[0] > 0)).flatten()
+    if idx.numel() == 0:
+        return
+    packing = pack(net, k, idx.cpu().numpy())
+    rows = idx.numel() if packing is None else packing.rows
+    if 2 * rows * tn.back_cost(k) > work:
+        return
+    n = tn.widths[k]
+    if packing is None:
+        chunk = max(1, _CHUNK_ENTRIES // (2 * max([net.inputs] + tn.widths[:k + 1])))
+    else:
+        chunk = max(1, _CHUNK_ENTRIES // (2 * (net.inputs + sum(tn.widths[:k + 1]))))
+    for s in range(0, rows, chunk):
+        if time.perf_counter() > deadline:
+            break
+        if packing is None:
+            units = idx[s:s + chunk]
+            where = torch.arange(units.numel(), device=tn.device)
+            segments = None
+        else:
+            table = packing.table[s:s + chunk]
+            slot = table >= 0
+            units = torch.from_numpy(packing.index[table[slot]]).to(tn.device)
+            where = torch.from_numpy(np.nonzero(slot)[0]).to(tn.device)
+            segments = packing.segments(s, s + chunk, torch, tn.device)
+        r = int(where.max()) + 1
+        eye = torch.zeros((2 * r, n), dtype=tn.dtype, device=tn.device)
+        eye[where, units] = 1.0
+        eye[where + r, units] = -1.0
+        got = backward_bound(tn, lower, upper, lo, hi, eye[None], start=k, segments=segments).lb[0]
+        if packing is not None:
+            got = torch.cat([got[:r][slot], got[r:][slot]])  # one bound per unit, units' order
+            where = torch.arange(units.numel(), device=tn.device)
+            r = units.numel()
+        lower[k][0, units] = torch.maximum(l[0, units], got[where])
+        upper[k][0, units] = torch.minimum(u[0, units], -got[where + r])
 
 
 def _tighten(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any, k: int, iters: int,

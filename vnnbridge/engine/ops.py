@@ -43,6 +43,11 @@ class LinearOp:
         """The explicit matrix (dense or sparse), for the MILP."""
         raise NotImplementedError
 
+    def pattern(self) -> sp.csr_array:
+        """A 0/1 matrix whose zeros are zeros of the matrix (which outputs can depend on which
+        inputs), for `vnnbridge.engine.packing`."""
+        return _ones(sp.csr_array(self.matrix()))
+
 
 @dataclass(eq=False)
 class DenseOp(LinearOp):
@@ -185,6 +190,28 @@ class ConvOp(LinearOp):
         x = x[:, :, top:top + h, left:left + w]
         return x.reshape(a.shape[0], -1).numpy()
 
+    def pattern(self) -> sp.csr_array:
+        """Every output's kernel window (from the geometry: no convolution of identities)."""
+        c, h, w = self.in_shape
+        o, cg, kh, kw = self.weight.shape
+        _, ho, wo = self.out_shape
+        top, left, _, _ = self.pads
+        og = o // self.group
+        rows, cols = [], []
+        oc, oi, oj = np.meshgrid(np.arange(o), np.arange(ho), np.arange(wo), indexing="ij")
+        out = (oc * ho + oi) * wo + oj
+        for a in range(kh):
+            for b in range(kw):
+                ii = oi * self.strides[0] + a * self.dilations[0] - top
+                jj = oj * self.strides[1] + b * self.dilations[1] - left
+                ok = (ii >= 0) & (ii < h) & (jj >= 0) & (jj < w)
+                for g in range(cg):
+                    ch = (oc // og) * cg + g
+                    rows.append(out[ok])
+                    cols.append(((ch * h + ii) * w + jj)[ok])
+        r, cl = np.concatenate(rows), np.concatenate(cols)
+        return _ones(sp.csr_array((np.ones(r.size, dtype=np.float32), (r, cl)), shape=(self.out_size, self.in_size)))
+
     def nnz(self) -> int:
         """The number of nonzeros of the matrix (an upper bound, padding ignored)."""
         return int(self.out_size * self.weight[0].size)
@@ -240,12 +267,28 @@ class ChainOp(LinearOp):
             r = op.abs_forward(r)
         return r
 
+    def pattern(self) -> sp.csr_array:
+        """The product of the patterns."""
+        m = self.ops[0].pattern()
+        for op in self.ops[1:]:
+            m = _ones(sp.csr_array(op.pattern() @ m))
+        return m
+
     def matrix(self) -> sp.csr_array:
         """The product of the matrices (sparse)."""
         m = sp.csr_array(self.ops[0].matrix())
         for op in self.ops[1:]:
             m = sp.csr_array(sp.csr_array(op.matrix()) @ m)
         return m
+
+
+def _ones(m: sp.csr_array) -> sp.csr_array:
+    """``m``'s nonzero pattern as float32 ones (duplicates summed first)."""
+    m = sp.csr_array(m, dtype=np.float32)
+    m.sum_duplicates()
+    m.eliminate_zeros()
+    m.data[:] = 1.0
+    return m
 
 
 def identity_op(n: int) -> SparseOp:

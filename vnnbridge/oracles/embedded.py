@@ -334,7 +334,8 @@ class _Run:
         # The hard ones: alpha-optimised intermediate bounds, then branch and bound per polytope.
         if self.o.bab.inter_iters:
             lower, upper = intermediate_bounds(self.net, tn, pending.lo, pending.hi, self.o.bab.inter_iters,
-                                               deadline=time.perf_counter() + 0.25 * self.left())
+                                               deadline=time.perf_counter() + 0.25 * self.left(),
+                                               init=(lower, upper))
         undecided = []
         for i in left:
             a, b, tol = pending.polys[i]
