@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from vnnbridge.engine.bounds import interval_step, layer_bounds
+from vnnbridge.engine.bounds import LayerBounds, interval_step, layer_bounds
 from vnnbridge.engine.graph import LayerNet
 from vnnbridge.engine.packing import Segments, pack
 from vnnbridge.engine.torchnet import TorchNet
@@ -91,10 +91,12 @@ def backward_bound(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi
         pos, neg = lam.clamp(min=0.0), lam.clamp(max=0.0)
         relaxed = pos * sl + neg * su.unsqueeze(-2)
         lam_z = lam.where(active.unsqueeze(-2), relaxed.where(unstable.unsqueeze(-2), lam.new_zeros(())))
-        const = const + total(neg * tu.unsqueeze(-2), j)
         if beta is not None and beta[j] is not None and s is not None:
             lam_z = lam_z - beta[j].clamp(min=0.0) * s.to(lam.dtype).unsqueeze(-2)
-        const = const + total(lam_z * tn.biases[j], j)
+        if segments is None:
+            const = const + (neg * tu.unsqueeze(-2)).sum(-1) + (lam_z * tn.biases[j]).sum(-1)
+        else:  # one scatter per layer
+            const = const + segments.total(neg * tu.unsqueeze(-2) + lam_z * tn.biases[j], j)
         lam = tn.ops[j].backward(lam_z)
     centre = ((lo + hi) / 2.0).unsqueeze(-2)
     radius = ((hi - lo) / 2.0).unsqueeze(-2)
@@ -108,7 +110,8 @@ def backward_bound(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi
 
 def intermediate_bounds(net: LayerNet, tn: TorchNet, lo: np.ndarray, hi: np.ndarray, iters: int = 0,
                         budget: float = 2e8, work: float = 4e10, deadline: float = float("inf"),
-                        init: tuple[list[Any], list[Any]] | None = None) -> tuple[list[Any], list[Any]]:
+                        init: tuple[list[Any], list[Any]] | None = None,
+                        base: LayerBounds | None = None) -> tuple[list[Any], list[Any]]:
     """Pre-activation bounds of every ReLU layer over one box, as (1, n_k) tensors.
 
     Starts from `vnnbridge.engine.bounds.layer_bounds` (interval and CROWN where its
@@ -121,14 +124,15 @@ def intermediate_bounds(net: LayerNet, tn: TorchNet, lo: np.ndarray, hi: np.ndar
     With ``iters`` the unstable units' bounds are then alpha-optimised (alpha per unit and
     side), where it pays: while the alpha tensors of a layer stay under ``budget`` entries.
     ``init``: bounds an earlier call computed on the same box; its back-substitution is not
-    repeated, only the alpha optimisation runs.
+    repeated, only the alpha optimisation runs. ``base``: ``layer_bounds(net, lo, hi)`` when the
+    caller has it already.
     """
 
     import torch
 
     tlo, thi = tn.tensor(lo)[None, :], tn.tensor(hi)[None, :]
     if init is None:
-        base = layer_bounds(net, lo, hi)
+        base = base or layer_bounds(net, lo, hi)
         lower = [tn.tensor(l)[None, :] for l in base.lower]
         upper = [tn.tensor(u)[None, :] for u in base.upper]
     else:

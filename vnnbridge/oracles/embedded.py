@@ -315,8 +315,9 @@ class _Run:
         tn = torch_net(self.net, self.o.device)
         # Cheap first: CROWN intermediate bounds and alpha-CROWN on the output rows of every open
         # polytope at once (one domain per polytope, rows padded with never-refuting zeros).
+        # Half the time left at most: on conv nets everything after depends on these bounds.
         lower, upper = intermediate_bounds(self.net, tn, pending.lo, pending.hi,
-                                           deadline=time.perf_counter() + 0.25 * self.left())
+                                           deadline=time.perf_counter() + 0.5 * self.left(), base=pending.bounds)
         polys = pending.polys
         rows = max(len(b) for _, b, _ in polys)
         c = np.zeros((len(polys), rows, self.net.outputs))
