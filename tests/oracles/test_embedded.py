@@ -87,13 +87,19 @@ def _tiny_mlp(tmp_path: Path, seed: int) -> Path:
 
 
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("engine", ["milp", "bab"])
+@pytest.mark.parametrize("engine", ["milp", "bab", "bab-relu"])
 def test_complete_on_a_two_input_network(tmp_path: Path, seed: int, engine: str) -> None:
+    from vnnbridge.engine.bab import BabOptions
+
     path = _tiny_mlp(tmp_path, seed)
     runtime = load_network(path)
     exact = compile_onnx(path)
-    # No attack: the decision must come from the MILP, or from branch and bound on torch bounds.
-    oracle = EmbeddedOracle(restarts=1, steps=0, engine=engine)
+    # No attack: the decision must come from the MILP, or from branch and bound on torch bounds
+    # (two inputs: on the input box by default, on ReLU phases with input splitting off).
+    if engine == "bab-relu":
+        oracle = EmbeddedOracle(restarts=1, steps=0, engine="bab", bab=BabOptions(input_split=0))
+    else:
+        oracle = EmbeddedOracle(restarts=1, steps=0, engine=engine)
     rng = np.random.default_rng(seed)
     grid = np.stack(np.meshgrid(np.linspace(0, 1, 161), np.linspace(0, 1, 161)), -1).reshape(-1, 2)
     decided = 0

@@ -49,6 +49,7 @@ class BabOptions:
     max_domains: int = 200_000
     memory: float = 2e9  # bytes for the open domains' splits, alphas and betas (caps their number)
     method: str = "bab"  # the MILP's method for the last mile
+    input_split: int = 8  # networks with at most this many inputs split inputs instead (`engine.inputsplit`)
 
 
 @dataclass

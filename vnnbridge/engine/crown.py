@@ -87,7 +87,7 @@ def backward_bound(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi
         if alpha is not None and alpha[j] is not None:
             sl = alpha[j].clamp(0.0, 1.0)
         else:
-            sl = (u >= -l).to(lam.dtype)
+            sl = (u >= -l).to(lam.dtype).unsqueeze(-2)
         pos, neg = lam.clamp(min=0.0), lam.clamp(max=0.0)
         relaxed = pos * sl + neg * su.unsqueeze(-2)
         lam_z = lam.where(active.unsqueeze(-2), relaxed.where(unstable.unsqueeze(-2), lam.new_zeros(())))

@@ -62,6 +62,10 @@ class _Op:
     def backward(self, a: Any) -> Any:
         raise NotImplementedError
 
+    def abs_forward(self, r: Any) -> Any:
+        """``r @ |W|.T`` (an upper bound of it for chains): interval radii."""
+        raise NotImplementedError
+
 
 class _Dense(_Op):
     def __init__(self, w: Any) -> None:
@@ -74,6 +78,9 @@ class _Dense(_Op):
 
     def backward(self, a: Any) -> Any:
         return a @ self.w
+
+    def abs_forward(self, r: Any) -> Any:
+        return r @ self.w.abs().T
 
 
 class _Sparse(_Op):
@@ -101,6 +108,9 @@ class _Sparse(_Op):
     def backward(self, a: Any) -> Any:
         return self._apply(a, self.rows, self.cols, self.vals, self.in_size)
 
+    def abs_forward(self, r: Any) -> Any:
+        return self._apply(r, self.cols, self.rows, self.vals.abs(), self.out_size)
+
 
 class _Conv(_Op):
     def __init__(self, op: ConvOp, torch: Any, device: str, dtype: Any) -> None:
@@ -109,15 +119,19 @@ class _Conv(_Op):
         self.in_size, self.out_size = op.in_size, op.out_size
         self.cost = op.nnz()
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Any, w: Any = None) -> Any:
         f = self.torch.nn.functional
         lead = x.shape[:-1]
         t = x.reshape(-1, *self.op.in_shape)
         top, left, bottom, right = self.op.pads
         if any(self.op.pads):
             t = f.pad(t, (left, right, top, bottom))
-        out = f.conv2d(t, self.w, stride=self.op.strides, dilation=self.op.dilations, groups=self.op.group)
+        out = f.conv2d(t, self.w if w is None else w, stride=self.op.strides, dilation=self.op.dilations,
+                       groups=self.op.group)
         return out.reshape(*lead, self.out_size)
+
+    def abs_forward(self, r: Any) -> Any:
+        return self.forward(r, self.w.abs())
 
     def backward(self, a: Any) -> Any:
         lead = a.shape[:-1]
@@ -146,6 +160,11 @@ class _Chain(_Op):
         for op in reversed(self.ops):
             a = op.backward(a)
         return a
+
+    def abs_forward(self, r: Any) -> Any:
+        for op in self.ops:
+            r = op.abs_forward(r)
+        return r
 
 
 def _convert(op: LinearOp, torch: Any, device: str, dtype: Any) -> _Op:

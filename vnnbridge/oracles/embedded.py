@@ -310,6 +310,7 @@ class _Run:
     def decide_bab(self, pending: _Open) -> tuple[Verdict, np.ndarray | None, str]:
         """Branch and bound on torch bounds, one polytope at a time (most promising first)."""
         from vnnbridge.engine.crown import intermediate_bounds, optimise
+        from vnnbridge.engine.inputsplit import verify_input_split
         from vnnbridge.engine.torchnet import torch_net
 
         tn = torch_net(self.net, self.o.device)
@@ -348,8 +349,11 @@ class _Run:
             def polish(x0: np.ndarray, obj: Objective = obj) -> np.ndarray | None:
                 return self.attack(obj, pending.lo, pending.hi, x0, max(10, self.o.steps), step0=0.1, step_end=1e-4)
 
-            out = verify_polytope(self.net, tn, lower, upper, pending.lo, pending.hi, a, b, tol, self.deadline,
-                                  self.confirm, polish, self.o.bab, warm)
+            if self.net.inputs <= self.o.bab.input_split:
+                out = verify_input_split(tn, pending.lo, pending.hi, a, b, tol, self.deadline, self.confirm, polish)
+            else:
+                out = verify_polytope(self.net, tn, lower, upper, pending.lo, pending.hi, a, b, tol, self.deadline,
+                                      self.confirm, polish, self.o.bab, warm)
             log.debug("branch and bound: %s after %d domains %s", out.status, out.domains, out.stats)
             if out.status == "sat":
                 return Verdict.SAT, out.x, ""
