@@ -24,6 +24,13 @@ on the first N MNIST / Fashion-MNIST test images (the network's prediction as la
 five networks take pixels in [0, 1]) per network and engine: grid-exact apothems (the upper
 step confirmed by a witness), median seconds per certificate and oracle calls.
 
+Part ``inputsplit``: random ACAS Xu-sized networks (5 inputs, six ReLU layers of 50, 5 outputs,
+He-initialised; no few-input network is in ``../shared``) and robustness boxes of several widths
+around random points, decided by the embedded oracle with input splitting (as shipped for
+networks with at most 8 inputs) and with branch and bound on ReLU phases
+(``BabOptions(input_split=0)``): solved, agreement, median and total seconds.
+
+    .venv/bin/python benchmarks/engine.py --part inputsplit [--call-timeout 30]
     .venv/bin/python benchmarks/engine.py --part compare --peer abcrown:/tmp/peers/abcrown \
         --peer nnenum:/tmp/peers/nnenum --jobs 2 --threads 1 [--out DIR]
     .venv/bin/python benchmarks/engine.py --report DIR
@@ -251,6 +258,70 @@ def report(out: Path, timeout: float) -> None:
     _table(per)
 
 
+def _acas_like(path: Path, seed: int) -> Path:
+    """A random 5-50x6-5 ReLU network as ONNX (Gemm + Relu), He-initialised."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    widths = [5] + [50] * 6 + [5]
+    nodes, inits, name = [], [], "x"
+    for i, (a, b) in enumerate(zip(widths, widths[1:])):
+        w = (rng.normal(size=(b, a)) * np.sqrt(2.0 / a)).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(
+            (rng.normal(size=b) * 0.1).astype(np.float32), f"b{i}")]
+        nodes.append(helper.make_node("Gemm", [name, f"w{i}", f"b{i}"], [f"z{i}"], transB=1))
+        name = f"z{i}"
+        if i < len(widths) - 2:
+            nodes.append(helper.make_node("Relu", [name], [f"r{i}"]))
+            name = f"r{i}"
+    graph = helper.make_graph(nodes, "acas_like", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5])],
+                              [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def inputsplit(args: argparse.Namespace, folder: Path) -> None:
+    from vnnbridge.box import Box
+    from vnnbridge.engine.bab import BabOptions
+    from vnnbridge.vnnlib.model import robustness_spec
+
+    engines = {"input split": make_oracle("embedded", engine="bab"),
+               "ReLU split": make_oracle("embedded", engine="bab", bab=BabOptions(input_split=0))}
+    got: dict[str, list[OracleResult]] = {e: [] for e in engines}
+    n = 0
+    for seed in range(3):
+        onnx_path = _acas_like(folder / f"acas_like_{seed}.onnx", seed)
+        runtime = load_network(onnx_path)
+        rng = np.random.default_rng(100 + seed)
+        for width in (0.02, 0.05, 0.1, 0.2):
+            for _ in range(2):
+                centre = rng.uniform(-0.5, 0.5, 5)
+                box = Box.from_arrays(centre - width, centre + width)
+                q = Query.build(onnx_path, robustness_spec(box, runtime.predict(centre), 5), folder / f"q{n}")
+                n += 1
+                line = []
+                for e, oracle in engines.items():
+                    r = oracle.check(q, args.call_timeout)
+                    got[e].append(r)
+                    line.append(f"{e} {r.verdict.value} {r.seconds:.2f}s")
+                print(f"  net {seed} width {width:g}: " + ", ".join(line), flush=True)
+    rows = [["engine", "instances", "solved", "sat", "unsat", "median s", "total s", "total / ReLU split"]]
+    base = sum(r.seconds for r in got["ReLU split"])
+    for e, rs in got.items():
+        total = sum(r.seconds for r in rs)
+        solved = [r for r in rs if r.verdict in (Verdict.SAT, Verdict.UNSAT)]
+        rows.append([e, str(len(rs)), str(len(solved)), str(sum(r.verdict is Verdict.SAT for r in rs)),
+                     str(sum(r.verdict is Verdict.UNSAT for r in rs)), f"{np.median([r.seconds for r in rs]):.2f}",
+                     f"{total:.1f}", f"{total / base:.2f}"])
+    disagree = sum({a.verdict, b.verdict} == {Verdict.SAT, Verdict.UNSAT}
+                   for a, b in zip(got["input split"], got["ReLU split"]))
+    _table(rows)
+    print(f"disagreements (sat against unsat): {disagree}")
+
+
 def _range(text: str) -> list[int]:
     out: list[int] = []
     for part in text.split(","):
@@ -296,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         compare(args, folder)
     if "apothem" in parts:
         apothem(args, folder)
+    if "inputsplit" in parts:
+        inputsplit(args, folder)
     return 0
 
 
