@@ -261,7 +261,10 @@ def test_a_polytope_without_rows_is_met_everywhere(tmp_path: Path) -> None:
     assert result.verdict is Verdict.SAT and box.contains(result.witness)
 
 
-def test_branch_and_bound_keeps_the_tolerance_band(tmp_path: Path) -> None:
+@pytest.mark.parametrize("input_split", [8, 0])  # two inputs: the input box is split, or ReLU phases
+def test_branch_and_bound_keeps_the_tolerance_band(tmp_path: Path, input_split: int) -> None:
+    from vnnbridge.engine.bab import BabOptions
+
     # y = relu(x) - relu(-x) = x, through four unstable ReLUs on the box [-0.25, 0.25]^2.
     w1 = np.array([[1, -1, 0, 0], [0, 0, 1, -1]], dtype=np.float32)
     w2 = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]], dtype=np.float32)
@@ -274,7 +277,7 @@ def test_branch_and_bound_keeps_the_tolerance_band(tmp_path: Path) -> None:
     model.ir_version = 8
     path = tmp_path / "twin.onnx"
     onnx.save(model, path)
-    oracle = make_oracle("embedded", engine="bab")
+    oracle = make_oracle("embedded", engine="bab", bab=BabOptions(input_split=input_split))
     box = Box.from_arrays([-0.25, -0.25], [0.25, 0.25])
 
     def verdict(delta: float) -> Verdict:

@@ -308,7 +308,8 @@ class _Run:
         return Verdict.UNSAT, None, ""
 
     def decide_bab(self, pending: _Open) -> tuple[Verdict, np.ndarray | None, str]:
-        """Branch and bound on torch bounds, one polytope at a time (most promising first)."""
+        """Branch and bound on torch bounds, one polytope at a time (most promising first): on
+        ReLU phases, or on the input box for networks with at most ``bab.input_split`` inputs."""
         from vnnbridge.engine.crown import intermediate_bounds, optimise
         from vnnbridge.engine.inputsplit import verify_input_split
         from vnnbridge.engine.torchnet import torch_net
