@@ -156,6 +156,41 @@ def test_non_answers_keep_results_sound(instance: Instance, linear_net: LinearNe
         assert result.cube_steps <= truth_r
 
 
+class _NoWitnesses:
+    """The exact oracle, except that it never finds a counterexample: its sats are timeouts."""
+
+    name = "no-witnesses"
+
+    def __init__(self, inner: Validating) -> None:
+        self.inner = inner
+
+    def version(self) -> str:
+        return "0"
+
+    def check(self, query, timeout):  # type: ignore[no-untyped-def]
+        from vnnbridge.oracles.base import OracleResult, Verdict
+
+        got = self.inner.check(query, timeout)
+        if got.verdict is Verdict.SAT:
+            return OracleResult(Verdict.TIMEOUT, self.name, reason="scripted timeout")
+        return got
+
+
+@pytest.mark.parametrize("cross_examine", [30, None])
+def test_a_timeout_above_the_apothem_is_broken_by_the_falsifier(instance: Instance, linear_oracle: Validating,
+                                                                 truth_r: int, cross_examine: int | None) -> None:
+    result, _, prober = certify(instance, _NoWitnesses(linear_oracle), "apothem",
+                                options=SearchOptions(cross_examine=cross_examine))
+    assert result.certified and result.cube_steps == truth_r  # the lower bound needs only the unsats
+    cube = [w for w in result.witnesses if w.kind == "cube"]
+    if cross_examine is None:  # no falsifier: a timeout bounds nothing, so the apothem is not exact
+        assert not result.exact and not cube
+    else:  # the falsifier's counterexample (no oracle call) bounds it one step above
+        assert result.exact and cube and cube[0].call is None
+        assert prober.grid.cube_include(cube[0].point) == truth_r + 1
+        assert instance.misclassified(cube[0].point)
+
+
 def test_method_names_are_checked() -> None:
     with pytest.raises(InputError, match="unknown method"):
         parse_method("apothem+nope")

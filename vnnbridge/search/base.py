@@ -481,6 +481,15 @@ class Prober:
         return OracleResult(Verdict.SAT, call.oracle, result.version, result.seconds, point,
                             f"unsat refuted by {by}")
 
+    def attack(self, box: Box, spent: float) -> np.ndarray | None:
+        """A counterexample in ``box`` that onnxruntime confirms, found by the falsifier (no oracle
+        call), or None (always without a falsifier). It gets a quarter of what the oracle ``spent``
+        on the box, at most a quarter of the call timeout, and one round at least."""
+        if self.falsifier is None:
+            return None
+        seconds = min(0.25 * self.options.timeout, 0.25 * spent)
+        return self.falsifier.attack(self.query(Purpose.ROBUST, box), seconds)
+
     def robust(self, box: Box, note: str = "") -> tuple[OracleResult, Call]:
         """Ask whether every point of ``box`` keeps the label (UNSAT = certified)."""
         return self._ask(Purpose.ROBUST, box, note)
