@@ -488,7 +488,7 @@ class Prober:
         if self.falsifier is None:
             return None
         seconds = min(0.25 * self.options.timeout, 0.25 * spent)
-        return self.falsifier.attack(self.query(Purpose.ROBUST, box), seconds)
+        return self.falsifier.refute(self.query(Purpose.ROBUST, box), seconds, repeat=True)
 
     def robust(self, box: Box, note: str = "") -> tuple[OracleResult, Call]:
         """Ask whether every point of ``box`` keeps the label (UNSAT = certified)."""

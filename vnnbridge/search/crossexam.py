@@ -60,19 +60,13 @@ class Falsifier:
             return False
         return True
 
-    def attack(self, query: Query, seconds: float) -> np.ndarray | None:
-        """A validated counterexample to ``query``: one round, then fresh restarts until ``seconds``."""
+    def refute(self, query: Query, seconds: float = 10.0, repeat: bool = False) -> np.ndarray | None:
+        """A validated counterexample to ``query`` (inside one of its boxes), or None: one round of
+        restarts, or with ``repeat`` fresh rounds until ``seconds`` are spent."""
         from vnnbridge.engine.attack import falsify
 
         return falsify(query.onnx, spec=query.spec, budget=seconds, seed=self.seed, restarts=self.restarts,
-                       steps=self.steps, repeat=True)
-
-    def refute(self, query: Query, seconds: float = 10.0) -> np.ndarray | None:
-        """A validated counterexample to ``query`` (inside one of its boxes), or None."""
-        from vnnbridge.engine.attack import falsify
-
-        return falsify(query.onnx, spec=query.spec, budget=seconds, seed=self.seed, restarts=self.restarts,
-                       steps=self.steps, repeat=False)
+                       steps=self.steps, repeat=repeat)
 
 
 def counterexample_margin(y: np.ndarray, label: int) -> float:
