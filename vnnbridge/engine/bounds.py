@@ -14,7 +14,7 @@ import numpy as np
 
 from vnnbridge.engine.graph import Affine, LayerNet, Relu
 
-__all__ = ["LayerBounds", "interval_step", "layer_bounds", "output_bounds", "relaxation"]
+__all__ = ["LayerBounds", "layer_bounds", "output_bounds", "relaxation"]
 
 # Back-substitute a layer's bounds only while the coefficient matrices stay this small
 # (entries); wider conv layers fall back to interval bounds from the layer before.
@@ -75,12 +75,6 @@ def _back(net: LayerNet, relax: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     c = (lo + hi) / 2.0
     r = (hi - lo) / 2.0
     return const + lam @ c - np.abs(lam) @ r
-
-
-def interval_step(net: LayerNet, k: int, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Interval bounds of ReLU layer ``k``'s input from layer ``k - 1``'s input bounds."""
-    a_lo, a_hi = _activate(lower, upper, net.relus[k - 1])
-    return _interval(net.affines[k], a_lo, a_hi)
 
 
 def _crown_cost(net: LayerNet, k: int, rows: int) -> int:

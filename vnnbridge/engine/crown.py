@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from vnnbridge.engine.bounds import LayerBounds, interval_step, layer_bounds
+from vnnbridge.engine.bounds import LayerBounds, layer_bounds
 from vnnbridge.engine.graph import LayerNet
 from vnnbridge.engine.packing import Segments, pack
 from vnnbridge.engine.torchnet import TorchNet
 
-__all__ = ["Pass", "backward_bound", "clamp_splits", "intermediate_bounds", "optimise"]
+__all__ = ["Pass", "backward_bound", "clamp_splits", "intermediate_bounds", "interval_step", "optimise"]
 
 # Rows of identity back-substituted at once when tightening a layer's bounds (memory cap).
 _CHUNK_ENTRIES = 4_000_000
@@ -145,7 +145,7 @@ def intermediate_bounds(net: LayerNet, tn: TorchNet, lo: np.ndarray, hi: np.ndar
         lower, upper = [l.clone() for l in init[0]], [u.clone() for u in init[1]]
     with torch.no_grad():
         for k in range(1, tn.depth):
-            _carry_up(net, tn, lower, upper, k)
+            _carry_up(tn, lower, upper, k)
             if init is None and time.perf_counter() < deadline:
                 _back_substitute(net, tn, lower, upper, tlo, thi, k, work, deadline)
             if iters and time.perf_counter() < deadline:
@@ -153,13 +153,26 @@ def intermediate_bounds(net: LayerNet, tn: TorchNet, lo: np.ndarray, hi: np.ndar
     return lower, upper
 
 
-def _carry_up(net: LayerNet, tn: TorchNet, lower: list[Any], upper: list[Any], k: int) -> None:
+def interval_step(tn: TorchNet, k: int, lower: Any, upper: Any) -> tuple[Any, Any]:
+    """Interval bounds of ReLU layer ``k``'s input from layer ``k - 1``'s input bounds (for
+    ``k = 0``: from the input box), batched over the leading dimension."""
+    import torch
+
+    if k > 0:
+        m = tn.masks[k - 1]
+        lower, upper = torch.where(m, lower.clamp(min=0.0), lower), torch.where(m, upper.clamp(min=0.0), upper)
+    mid = tn.ops[k].forward((lower + upper) / 2.0) + tn.biases[k]
+    rad = tn.ops[k].abs_forward((upper - lower) / 2.0)
+    return mid - rad, mid + rad
+
+
+def _carry_up(tn: TorchNet, lower: list[Any], upper: list[Any], k: int) -> None:
     """Layer ``k``'s bounds tightened, in place, by interval arithmetic from layer ``k - 1``'s."""
     import torch
 
-    l, u = interval_step(net, k, lower[k - 1][0].cpu().numpy(), upper[k - 1][0].cpu().numpy())
-    lower[k] = torch.maximum(lower[k], tn.tensor(l)[None, :])
-    upper[k] = torch.minimum(upper[k], tn.tensor(u)[None, :])
+    l, u = interval_step(tn, k, lower[k - 1], upper[k - 1])
+    lower[k] = torch.maximum(lower[k], l)
+    upper[k] = torch.minimum(upper[k], u)
 
 
 def _back_substitute(net: LayerNet, tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any,

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from vnnbridge.engine.bab import BabResult
-from vnnbridge.engine.crown import backward_bound, optimise
+from vnnbridge.engine.crown import backward_bound, interval_step, optimise
 from vnnbridge.engine.torchnet import TorchNet
 
 __all__ = ["box_bounds", "verify_input_split"]
@@ -38,18 +38,13 @@ def box_bounds(tn: TorchNet, lo: Any, hi: Any) -> tuple[list[Any], list[Any]]:
 
     lower: list[Any] = []
     upper: list[Any] = []
-    a_lo, a_hi = lo, hi
     with torch.no_grad():
         for k, n in enumerate(tn.widths):
-            mid = tn.ops[k].forward((a_lo + a_hi) / 2.0) + tn.biases[k]
-            rad = tn.ops[k].abs_forward((a_hi - a_lo) / 2.0)
+            il, iu = interval_step(tn, k, lower[k - 1] if k else lo, upper[k - 1] if k else hi)
             eye = torch.eye(n, dtype=tn.dtype, device=tn.device)
             lb = backward_bound(tn, lower, upper, lo, hi, torch.cat([eye, -eye])[None], start=k).lb
-            lower.append(torch.maximum(mid - rad, lb[:, :n]))
-            upper.append(torch.minimum(mid + rad, -lb[:, n:]))
-            m = tn.masks[k]
-            a_lo = torch.where(m, lower[k].clamp(min=0.0), lower[k])
-            a_hi = torch.where(m, upper[k].clamp(min=0.0), upper[k])
+            lower.append(torch.maximum(il, lb[:, :n]))
+            upper.append(torch.minimum(iu, -lb[:, n:]))
     return lower, upper
 
 
