@@ -31,7 +31,7 @@ from vnnbridge.engine.graph import LayerNet
 from vnnbridge.engine.milp import MilpStatus, solve_polytope
 from vnnbridge.engine.torchnet import TorchNet
 
-__all__ = ["BabOptions", "BabResult", "verify_polytope"]
+__all__ = ["BabOptions", "BabResult", "verify_polytope", "verify_polytopes"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class _Domains:
     beta: list[Any] | None
     margin: Any  # (N,) best row bound minus its threshold (> 0 closes)
     branch: Any  # (N, 2) layer and unit to split next
+    poly: Any  # (N,) the polytope the domain belongs to
 
     def __len__(self) -> int:
         return int(self.margin.shape[0])
@@ -77,7 +78,7 @@ class _Domains:
     def take(self, idx: Any) -> _Domains:
         return _Domains([s[idx] for s in self.split], [a[idx] for a in self.alpha],
                         None if self.beta is None else [b[idx] for b in self.beta], self.margin[idx],
-                        self.branch[idx])
+                        self.branch[idx], self.poly[idx])
 
     @staticmethod
     def cat(parts: list[_Domains]) -> _Domains:
@@ -90,20 +91,28 @@ class _Domains:
                     for j in range(len(parts[0].split))]
         return _Domains([torch.cat([p.split[j] for p in parts]) for j in range(len(parts[0].split))],
                         [torch.cat([p.alpha[j] for p in parts]) for j in range(len(parts[0].split))],
-                        beta, torch.cat([p.margin for p in parts]), torch.cat([p.branch for p in parts]))
+                        beta, torch.cat([p.margin for p in parts]), torch.cat([p.branch for p in parts]),
+                        torch.cat([p.poly for p in parts]))
 
 
 class _Search:
     def __init__(self, net: LayerNet, tn: TorchNet, lower: list[Any], upper: list[Any], lo: np.ndarray,
-                 hi: np.ndarray, a: np.ndarray, b: np.ndarray, tol: np.ndarray, deadline: float,
+                 hi: np.ndarray, polys: list[tuple[np.ndarray, np.ndarray, np.ndarray]], deadline: float,
                  confirm: Callable[[np.ndarray], np.ndarray | None],
-                 polish: Callable[[np.ndarray], np.ndarray | None], opts: BabOptions) -> None:
+                 polish: Callable[[np.ndarray, int], np.ndarray | None], opts: BabOptions) -> None:
         self.net, self.tn, self.lower, self.upper = net, tn, lower, upper
         self.lo_np, self.hi_np = lo, hi
         self.lo, self.hi = tn.tensor(lo)[None, :], tn.tensor(hi)[None, :]
-        self.a_np, self.b_np, self.tol_np = np.atleast_2d(a), np.asarray(b, float), np.asarray(tol, float)
-        self.c = tn.tensor(self.a_np)[None]
-        self.target = tn.tensor(self.b_np + self.tol_np)
+        # Every polytope's rows padded to the same count: zero rows with an infinite threshold
+        # never refute (and never count as violated by a point).
+        self.polys = [(np.atleast_2d(a), np.asarray(b, float), np.asarray(t, float)) for a, b, t in polys]
+        rows = max(len(b) for _, b, _ in self.polys)
+        c = np.zeros((len(polys), rows, net.outputs))
+        b_all = np.full((len(polys), rows), np.inf)
+        target = np.full((len(polys), rows), np.inf)
+        for i, (a, b, t) in enumerate(self.polys):
+            c[i, :len(b)], b_all[i, :len(b)], target[i, :len(b)] = a, b, b + t
+        self.c, self.b, self.target = tn.tensor(c), tn.tensor(b_all), tn.tensor(target)
         self.deadline, self.confirm, self.polish, self.o = deadline, confirm, polish, opts
         self.undecided: list[str] = []
         self.stats = {"rounds": 0, "bounded": 0, "milp": 0}
@@ -113,23 +122,24 @@ class _Search:
         return self.deadline - time.perf_counter()
 
     # -- witnesses ----------------------------------------------------------------------------
-    def check_points(self, x: Any) -> np.ndarray | None:
-        """Evaluate the minimising inputs (B, m, n0): confirm the most violating one."""
+    def check_points(self, x: Any, poly: Any) -> np.ndarray | None:
+        """Evaluate the minimising inputs (B, m, n0) of domains of polytopes ``poly`` (B,) against
+        their polytope: confirm the most violating one."""
         import torch
 
         with torch.no_grad():
             # centre ± radius can land an ulp outside the box: clip (the witness check is exact).
             pts = torch.minimum(torch.maximum(x.reshape(-1, x.shape[-1]), self.lo), self.hi)
-            y = self.tn.forward(pts)
-            v = ((y @ self.c[0].T) - self.tn.tensor(self.b_np)).max(-1).values
+            y = self.tn.forward(pts).reshape(x.shape[0], x.shape[1], -1)
+            v = (torch.einsum("bpo,bro->bpr", y, self.c[poly]) - self.b[poly].unsqueeze(1)).max(-1).values
             i = int(torch.argmin(v))
-            value = float(v[i])
+            value = float(v.reshape(-1)[i])
         self.best_violation = min(value, self.best_violation)
         if value > 0.0:
             return None  # the screening attack already searched the box; bounds close the rest
         point = pts[i].cpu().numpy().astype(np.float64)
         found = self.confirm(point)
-        return found if found is not None else self.polish(point[None, :])
+        return found if found is not None else self.polish(point[None, :], int(poly[i // x.shape[1]]))
 
     # -- branching ----------------------------------------------------------------------------
     def scores(self, split: list[Any], lams: list[Any]) -> Any:
@@ -153,7 +163,7 @@ class _Search:
             total = total + (self.tn.masks[j] & (l < 0) & (u > 0)).sum(-1)
         return total
 
-    def choose(self, split: list[Any], alpha: list[Any], beta: list[Any] | None, lams: list[Any]) -> Any:
+    def choose(self, split: list[Any], alpha: list[Any], beta: list[Any] | None, lams: list[Any], poly: Any) -> Any:
         """Per domain the (layer, unit) to split: filtered smart branching over the top BaBSR units."""
         import torch
 
@@ -174,10 +184,11 @@ class _Search:
             both = [torch.cat([kids[0][j], kids[1][j]]) for j in range(self.tn.depth)]
             al = [torch.cat([rep(a), rep(a)]) for a in alpha]
             bt = None if beta is None else [torch.cat([rep(x), rep(x)]) for x in beta]
+            twice = torch.cat([rep(poly), rep(poly)])
             with torch.no_grad():
-                lb = backward_bound(self.tn, self.lower, self.upper, self.lo, self.hi, self.c, alpha=al,
+                lb = backward_bound(self.tn, self.lower, self.upper, self.lo, self.hi, self.c[twice], alpha=al,
                                     split=both, beta=bt).lb
-            m = (lb - self.target).max(-1).values
+            m = (lb - self.target[twice]).max(-1).values
             worse = torch.minimum(m[:n * k], m[n * k:]).reshape(n, k)
             worse = worse.where(torch.isfinite(top.values), torch.full_like(worse, -torch.inf))
             pick = cand.gather(1, worse.argmax(-1, keepdim=True))[:, 0]
@@ -200,8 +211,10 @@ class _Search:
                 split[j][r, flat[r] - int(offsets[j])] = side
 
     # -- last mile ------------------------------------------------------------------------------
-    def exact(self, split: list[Any]) -> tuple[str, np.ndarray | None]:
-        """The MILP on one domain: "closed", "sat" (with a confirmed point), "open" or "timeout"."""
+    def exact(self, split: list[Any], poly: int) -> tuple[str, np.ndarray | None]:
+        """The MILP on one domain of polytope ``poly``: "closed", "sat" (with a confirmed point),
+        "open" or "timeout"."""
+        a, b, tol = self.polys[poly]
         lower, upper, inactive = [], [], []
         for j in range(self.tn.depth):
             s = split[j][None]
@@ -210,9 +223,9 @@ class _Search:
             upper.append(u[0].cpu().numpy().astype(np.float64))
             inactive.append((s[0] < 0).cpu().numpy())
         bounds = LayerBounds(self.lo_np, self.hi_np, lower, upper)
-        band = float(np.max(self.tol_np))
+        band = float(np.max(tol))
         self.stats["milp"] += 1
-        out = solve_polytope(self.net, bounds, self.a_np, self.b_np, band, -band, max(0.01, self.left()),
+        out = solve_polytope(self.net, bounds, a, b, band, -band, max(0.01, self.left()),
                              self.o.method, inactive)
         if out.status is MilpStatus.INFEASIBLE:
             return "closed", None
@@ -227,7 +240,7 @@ class _Search:
         x = np.clip(out.x, self.lo_np, self.hi_np)
         found = self.confirm(x)
         if found is None:
-            found = self.polish(x[None, :])
+            found = self.polish(x[None, :], poly)
         if found is not None:
             return "sat", found
         self.undecided.append(f"the optimum {out.value:.3g} of a domain lies within the numerical tolerance "
@@ -238,19 +251,28 @@ class _Search:
     def run(self, alpha0: list[Any] | None) -> BabResult:
         import torch
 
+        n0 = len(self.polys)  # one root domain per polytope
         with torch.no_grad():
-            split0 = [torch.zeros((1, w), dtype=torch.int8, device=self.tn.device) for w in self.tn.widths]
+            split0 = [torch.zeros((n0, w), dtype=torch.int8, device=self.tn.device) for w in self.tn.widths]
+            poly0 = torch.arange(n0, device=self.tn.device)
         best, alpha, _, p = optimise(self.tn, self.lower, self.upper, self.lo, self.hi, self.c, self.target,
                                      alpha0, None, None, self.o.root_iters, deadline=self.deadline)
-        self.stats["bounded"] += 1
+        self.stats["bounded"] += n0
         margin = (best - self.target).max(-1).values
-        if bool(margin[0] > 0):
+        keep = margin <= 0
+        if not bool(keep.any()):
             return self.done("unsat")
-        found = self.check_points(p.x)
+        found = self.check_points(p.x.expand(n0, -1, -1)[keep], poly0[keep])
         if found is not None:
             return self.done("sat", found)
         with torch.no_grad():
-            root = _Domains(split0, alpha, None, margin, self.choose(split0, alpha, None, p.lams))
+            idx = torch.nonzero(keep).flatten()
+            split0 = [s[idx] for s in split0]
+            alpha = [a_.expand(n0, -1, -1)[idx] for a_ in alpha]
+            lams = [lm.expand(n0, -1, -1)[idx] for lm in p.lams]
+            root = _Domains(split0, alpha, None, margin[idx], torch.zeros((idx.numel(), 2), dtype=torch.long),
+                            poly0[idx])
+            root.branch = self.choose(split0, alpha, None, lams, root.poly)
         closed = self.close_small(root)
         if isinstance(closed, BabResult):
             return closed
@@ -267,14 +289,15 @@ class _Search:
             n = min(self.o.batch, len(doms))
             parents, doms = doms.take(order[:n]), doms.take(order[n:])
             kids = self.children(parents)
-            best, alpha, beta, p = optimise(self.tn, self.lower, self.upper, self.lo, self.hi, self.c, self.target,
-                                            kids.alpha, kids.split, kids.beta, self.o.iters,
+            target = self.target[kids.poly]
+            best, alpha, beta, p = optimise(self.tn, self.lower, self.upper, self.lo, self.hi, self.c[kids.poly],
+                                            target, kids.alpha, kids.split, kids.beta, self.o.iters,
                                             deadline=self.deadline)
             self.stats["bounded"] += len(kids)
-            margin = (best - self.target).max(-1).values
+            margin = (best - target).max(-1).values
             keep = margin <= 0
             if bool(keep.any()):
-                found = self.check_points(p.x.expand(keep.shape[0], -1, -1)[keep])
+                found = self.check_points(p.x.expand(keep.shape[0], -1, -1)[keep], kids.poly[keep])
                 if found is not None:
                     return self.done("sat", found)
             with torch.no_grad():
@@ -285,8 +308,9 @@ class _Search:
                 al = [a_[idx] for a_ in alpha]
                 bt = [b_[idx] for b_ in beta] if beta is not None else None
                 lams = [lm.expand(keep.shape[0], -1, -1)[idx] for lm in p.lams]  # the last may broadcast
-                open_ = _Domains(split, al, bt, margin[idx], torch.zeros((idx.numel(), 2), dtype=torch.long))
-                open_.branch = self.choose(split, al, bt, lams)
+                open_ = _Domains(split, al, bt, margin[idx], torch.zeros((idx.numel(), 2), dtype=torch.long),
+                                 kids.poly[idx])
+                open_.branch = self.choose(split, al, bt, lams, open_.poly)
             still = self.close_small(open_)
             if isinstance(still, BabResult):
                 return still
@@ -309,7 +333,7 @@ class _Search:
         alpha = [torch.cat([a, a]) for a in parents.alpha]
         beta = None if parents.beta is None else [torch.cat([b, b]) for b in parents.beta]
         return _Domains(split, alpha, beta, torch.cat([parents.margin, parents.margin]),
-                        torch.cat([parents.branch, parents.branch]))
+                        torch.cat([parents.branch, parents.branch]), torch.cat([parents.poly, parents.poly]))
 
     def close_small(self, doms: _Domains) -> _Domains | BabResult:
         """Hand the domains with few unstable units left to the exact MILP."""
@@ -321,7 +345,7 @@ class _Search:
         for i in torch.nonzero(small).flatten().tolist():
             if self.left() <= 0:
                 return self.done("timeout", message="in the MILP of a domain")
-            state, x = self.exact([s[i] for s in doms.split])
+            state, x = self.exact([s[i] for s in doms.split], int(doms.poly[i]))
             if state == "sat":
                 return self.done("sat", x)
             if state == "timeout":
@@ -332,16 +356,30 @@ class _Search:
         return BabResult(status, x, message, int(self.stats["bounded"]), dict(self.stats))
 
 
+def verify_polytopes(net: LayerNet, tn: TorchNet, lower: list[Any], upper: list[Any], lo: np.ndarray,
+                     hi: np.ndarray, polys: list[tuple[np.ndarray, np.ndarray, np.ndarray]], deadline: float,
+                     confirm: Callable[[np.ndarray], np.ndarray | None],
+                     polish: Callable[[np.ndarray, int], np.ndarray | None], opts: BabOptions | None = None,
+                     alpha0: list[Any] | None = None) -> BabResult:
+    """Decide whether some input of the box has ``a @ y <= b`` (beyond the band ``tol``) for one
+    of the polytopes ``(a, b, tol)`` (a disjunction, as a robustness property's classes).
+
+    One search for all of them: each domain belongs to one polytope, and every round bounds the
+    worst domains of all polytopes in one batch (the polytopes of a robustness query are refuted
+    by similar splits, and a round costs about the same for 10 domains as for 100).
+    ``lower``/``upper``: the box's pre-activation bounds ((1, n_k) tensors, see
+    `vnnbridge.engine.crown.intermediate_bounds`); ``alpha0``: per layer (P, m, n_k) or None.
+    ``unsat`` means every domain of every polytope was refuted with its margin ``tol``; ``sat``
+    comes with a point ``confirm`` or ``polish(x0, polytope)`` accepted.
+    """
+    return _Search(net, tn, lower, upper, lo, hi, polys, deadline, confirm, polish, opts or BabOptions()).run(alpha0)
+
+
 def verify_polytope(net: LayerNet, tn: TorchNet, lower: list[Any], upper: list[Any], lo: np.ndarray,
                     hi: np.ndarray, a: np.ndarray, b: np.ndarray, tol: np.ndarray, deadline: float,
                     confirm: Callable[[np.ndarray], np.ndarray | None],
                     polish: Callable[[np.ndarray], np.ndarray | None], opts: BabOptions | None = None,
                     alpha0: list[Any] | None = None) -> BabResult:
-    """Decide whether some input of the box has ``a @ y <= b`` (beyond the band ``tol``).
-
-    ``lower``/``upper``: the box's pre-activation bounds ((1, n_k) tensors, see
-    `vnnbridge.engine.crown.intermediate_bounds`). ``unsat`` means every row-set domain was
-    refuted with margin ``tol``; ``sat`` comes with a point ``confirm`` or ``polish`` accepted.
-    """
-    return _Search(net, tn, lower, upper, lo, hi, a, b, tol, deadline, confirm, polish,
-                   opts or BabOptions()).run(alpha0)
+    """`verify_polytopes` for one polytope ``a @ y <= b`` (``polish`` takes the start points only)."""
+    return verify_polytopes(net, tn, lower, upper, lo, hi, [(a, b, tol)], deadline, confirm,
+                            lambda x0, _: polish(x0), opts, alpha0)

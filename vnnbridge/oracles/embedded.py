@@ -55,7 +55,7 @@ import numpy as np
 
 import vnnbridge
 from vnnbridge.engine.attack import Objective, pgd, start_points
-from vnnbridge.engine.bab import BabOptions, verify_polytope
+from vnnbridge.engine.bab import BabOptions, BabResult, verify_polytopes
 from vnnbridge.engine.bounds import LayerBounds, layer_bounds, output_bounds
 from vnnbridge.engine.graph import SUPPORTED_OPS, LayerNet, load_layer_net
 from vnnbridge.engine.milp import MilpStatus, milp_size, solve_polytope
@@ -334,36 +334,49 @@ class _Run:
         left = [i for i in np.argsort(pending.order) if not refuted[i]]
         if not left:
             return Verdict.UNSAT, None, ""
-        # The hard ones: alpha-optimised intermediate bounds, then branch and bound per polytope.
+        # The hard ones: alpha-optimised intermediate bounds, then branch and bound.
         if self.o.bab.inter_iters:
             lower, upper = intermediate_bounds(self.net, tn, pending.lo, pending.hi, self.o.bab.inter_iters,
                                                deadline=time.perf_counter() + 0.25 * self.left(),
                                                init=(lower, upper))
-        undecided = []
-        for i in left:
-            a, b, tol = pending.polys[i]
-            warm = [al[i:i + 1, :len(b)].clone() for al in alpha]
-            if self.left() <= 0:
-                return Verdict.TIMEOUT, None, "ran out of time in branch and bound"
-            obj = Objective.from_polytopes([(a, b)])
+        if self.left() <= 0:
+            return Verdict.TIMEOUT, None, "ran out of time in branch and bound"
+        objs = [Objective.from_polytopes([pending.polys[i][:2]]) for i in left]
 
-            def polish(x0: np.ndarray, obj: Objective = obj) -> np.ndarray | None:
-                return self.attack(obj, pending.lo, pending.hi, x0, max(10, self.o.steps), step0=0.1, step_end=1e-4)
+        def polish(x0: np.ndarray, j: int) -> np.ndarray | None:
+            return self.attack(objs[j], pending.lo, pending.hi, x0, max(10, self.o.steps), step0=0.1, step_end=1e-4)
 
-            if self.net.inputs <= self.o.bab.input_split:
-                out = verify_input_split(tn, pending.lo, pending.hi, a, b, tol, self.deadline, self.confirm, polish)
-            else:
-                out = verify_polytope(self.net, tn, lower, upper, pending.lo, pending.hi, a, b, tol, self.deadline,
-                                      self.confirm, polish, self.o.bab, warm)
-            log.debug("branch and bound: %s after %d domains %s", out.status, out.domains, out.stats)
-            if out.status == "sat":
-                return Verdict.SAT, out.x, ""
-            if out.status == "timeout":
-                return Verdict.TIMEOUT, None, f"branch and bound ran out of time ({out.message})"
-            if out.status == "unknown":
-                undecided.append(out.message)
-        if undecided:
-            return Verdict.UNKNOWN, None, "; ".join(undecided)
+        if self.net.inputs <= self.o.bab.input_split:
+            undecided = []
+            for j, i in enumerate(left):
+                a, b, tol = pending.polys[i]
+                out = verify_input_split(tn, pending.lo, pending.hi, a, b, tol, self.deadline, self.confirm,
+                                         lambda x0, j=j: polish(x0, j))
+                verdict, found, reason = self._bab_verdict(out)
+                if verdict in (Verdict.SAT, Verdict.TIMEOUT):
+                    return verdict, found, reason
+                if verdict is Verdict.UNKNOWN:
+                    undecided.append(reason)
+            if undecided:
+                return Verdict.UNKNOWN, None, "; ".join(undecided)
+            return Verdict.UNSAT, None, ""
+        # One search for every open polytope, warm-started from the alphas of the pass above.
+        idx = list(left)
+        m = max(len(pending.polys[i][1]) for i in idx)  # the search pads rows to its own polytopes
+        warm = [al[idx, :m].clone() for al in alpha]
+        out = verify_polytopes(self.net, tn, lower, upper, pending.lo, pending.hi, [pending.polys[i] for i in idx],
+                               self.deadline, self.confirm, polish, self.o.bab, warm)
+        return self._bab_verdict(out)
+
+    @staticmethod
+    def _bab_verdict(out: BabResult) -> tuple[Verdict, np.ndarray | None, str]:
+        log.debug("branch and bound: %s after %d domains %s", out.status, out.domains, out.stats)
+        if out.status == "sat":
+            return Verdict.SAT, out.x, ""
+        if out.status == "timeout":
+            return Verdict.TIMEOUT, None, f"branch and bound ran out of time ({out.message})"
+        if out.status == "unknown":
+            return Verdict.UNKNOWN, None, out.message
         return Verdict.UNSAT, None, ""
 
     def keep_attacking(self, pending: _Open, why: str) -> tuple[Verdict, np.ndarray | None, str]:
