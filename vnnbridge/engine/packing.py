@@ -87,6 +87,40 @@ def _structure(net: LayerNet, j: int) -> sp.csr_array:
     return got
 
 
+def _all_windows(net: LayerNet, k: int, max_window: float) -> list[sp.csr_array] | None:
+    """The windows of every unit of ReLU layer ``k`` at each level below it (cached on the net),
+    or None when one covers more than ``max_window`` of a level."""
+    key = f"windows:{k}:{max_window}"
+    if key in net._cache:
+        return net._cache[key]
+    n = net.widths[k]
+    w = sp.csr_array((np.ones(n, dtype=np.float32), (np.arange(n), np.arange(n))), shape=(n, n))
+    levels = [w]
+    for j in range(k, -1, -1):
+        s = _structure(net, j)
+        if s.nnz > max_window * s.shape[0] * s.shape[1]:
+            break
+        w = sp.csr_array(w @ s)
+        w.data[:] = 1.0
+        if w.nnz > max_window * w.shape[0] * w.shape[1]:
+            break
+        levels.append(w)
+    windows = levels if len(levels) == k + 2 else None  # the units, the k layers below, the input
+    net._cache[key] = windows
+    return windows
+
+
+def _input_decides(net: LayerNet, k: int, max_window: float) -> bool:
+    """Whether every unit of the layers below ``k`` sees some input (cached): then two units of
+    layer ``k`` whose input windows are disjoint have disjoint windows at every level (a shared
+    unit would bring its input window into both), and colouring needs the input level only."""
+    for j in range(k):
+        w = _all_windows(net, j, max_window)
+        if w is None or not bool(np.all(np.diff(w[-1].indptr) > 0)):
+            return False
+    return True
+
+
 def pack(net: LayerNet, k: int, units: np.ndarray, max_window: float = 0.25) -> Packing | None:
     """Rows of the ``units`` of ReLU layer ``k`` with disjoint windows, or None when packing
     does not pay (a unit's window covers more than ``max_window`` of some layer, as behind a
@@ -94,20 +128,14 @@ def pack(net: LayerNet, k: int, units: np.ndarray, max_window: float = 0.25) -> 
     units = np.asarray(units, dtype=np.int64)
     if units.size < 2 * _MIN_FACTOR:
         return None
-    top = sp.csr_array((np.ones(units.size, dtype=np.float32), (np.arange(units.size), units)),
-                       shape=(units.size, net.widths[k]))
-    windows = [top]
-    w = top
-    for j in range(k, -1, -1):
-        s = _structure(net, j)
-        if s.nnz > max_window * s.shape[0] * s.shape[1]:
-            return None
-        w = sp.csr_array(w @ s)
-        w.data[:] = 1.0
-        if w.nnz > max_window * w.shape[0] * w.shape[1]:
-            return None
-        windows.append(w)
-    colour = _colour(sp.csr_array(sp.hstack(windows[1:])))
+    full = _all_windows(net, k, max_window)
+    if full is None:
+        return None
+    windows = [w[units] for w in full]
+    if _input_decides(net, k, max_window):
+        colour = _colour(windows[-1])
+    else:
+        colour = _colour(sp.csr_array(sp.hstack(windows[1:])))
     ncol = int(colour.max()) + 1
     if units.size / ncol < _MIN_FACTOR:
         return None

@@ -46,6 +46,7 @@ property on such a network raises `ModelError` naming the node.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -351,7 +352,7 @@ class _Run:
             for j, i in enumerate(left):
                 a, b, tol = pending.polys[i]
                 out = verify_input_split(tn, pending.lo, pending.hi, a, b, tol, self.deadline, self.confirm,
-                                         lambda x0, j=j: polish(x0, j))
+                                         functools.partial(polish, j=j))
                 verdict, found, reason = self._bab_verdict(out)
                 if verdict in (Verdict.SAT, Verdict.TIMEOUT):
                     return verdict, found, reason
