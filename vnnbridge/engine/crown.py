@@ -193,9 +193,11 @@ def _back_substitute(net: LayerNet, tn: TorchNet, lower: list[Any], upper: list[
         chunk = max(1, _CHUNK_ENTRIES // (2 * max([net.inputs] + tn.widths[:k + 1])))
     else:
         chunk = max(1, _CHUNK_ENTRIES // (2 * (net.inputs + sum(tn.widths[:k + 1]))))
+    t0, done = time.perf_counter(), 0
     for s in range(0, rows, chunk):
         if time.perf_counter() > deadline:
             break
+        done += min(chunk, rows - s)
         if packing is None:
             units = idx[s:s + chunk]
             where = torch.arange(units.numel(), device=tn.device)
@@ -217,6 +219,8 @@ def _back_substitute(net: LayerNet, tn: TorchNet, lower: list[Any], upper: list[
             r = units.numel()
         lower[k][0, units] = torch.maximum(l[0, units], got[where])
         upper[k][0, units] = torch.minimum(u[0, units], -got[where + r])
+    if done:
+        tn.seconds_per_mac = (time.perf_counter() - t0) / (2 * done * tn.back_cost(k))
 
 
 def _tighten(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any, k: int, iters: int,
@@ -228,6 +232,11 @@ def _tighten(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any,
     idx = torch.nonzero(tn.masks[k] & (l[0] < 0) & (u[0] > 0)).flatten()
     rows = idx.numel()
     if rows == 0 or 2 * rows * sum(tn.widths[:k]) > budget or 2 * rows * tn.back_cost(k) * iters > work:
+        return
+    # One iteration (a pass with gradients, its backward, Adam) costs about three plain passes;
+    # the deadline is only checked between iterations, so a layer without time for two is skipped
+    # (Convnet_maxpool at 6/255: one alpha pass on a pooling layer made a 20 s call take 29 s).
+    if 2 * 3 * 2 * rows * tn.back_cost(k) * tn.seconds_per_mac > deadline - time.perf_counter():
         return
     eye = torch.zeros((2 * rows, tn.widths[k]), dtype=tn.dtype, device=tn.device)
     r = torch.arange(rows, device=tn.device)
@@ -275,8 +284,10 @@ def optimise(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any,
     opt = _Adam(params)
     best = None
     last = None
+    took = 0.0  # the last iteration's seconds: one that would end past the deadline is not begun
     for it in range(iters + 1):
-        final = it == iters or time.perf_counter() > deadline
+        t0 = time.perf_counter()
+        final = it == iters or t0 + took > deadline
         with torch.set_grad_enabled(not final):
             p = backward_bound(tn, lower, upper, lo, hi, c, start=start, alpha=alpha, split=split, beta=beta,
                                keep_lams=final)
@@ -299,6 +310,7 @@ def optimise(tn: TorchNet, lower: list[Any], upper: list[Any], lo: Any, hi: Any,
                 a.clamp_(0.0, 1.0)
             for bt in beta or []:
                 bt.clamp_(min=0.0)
+        took = time.perf_counter() - t0
     assert last is not None and best is not None
     return best, [a.detach() for a in alpha], None if beta is None else [bt.detach() for bt in beta], last
 

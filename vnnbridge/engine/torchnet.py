@@ -190,6 +190,9 @@ class TorchNet:
     masks: list[Any]  # bool per ReLU unit: False = passes through (MaxPool algebra)
     device: str
     dtype: Any
+    # Seconds per multiply-add of a back-substitution pass, as last measured (0: not yet): lets an
+    # optimisation whose single pass would outlast the deadline be skipped instead of started.
+    seconds_per_mac: float = 0.0
 
     @property
     def depth(self) -> int:
