@@ -124,11 +124,12 @@ def intermediate_bounds(net: LayerNet, tn: TorchNet, lo: np.ndarray, hi: np.ndar
     would cost more than ``work`` multiply-adds or the ``deadline`` (perf_counter) has passed.
     With ``iters`` the unstable units' bounds are then alpha-optimised (alpha per unit and
     side), where it pays: while the alpha tensors of a layer stay under ``budget`` entries and
-    its ``iters`` passes (unpacked, with gradients) under ``alpha_work`` multiply-adds. The
-    deadline is checked between passes, and one pass on a wide conv layer takes seconds; that
-    overshoot is kept because it pays (measured on fmnist_cnn_c32-c64-fc128, 10 images: with
-    ``alpha_work`` 8e9, which skips its two pooling layers after conv2, 3 of the first 6
-    apothems came out a step lower and no search was faster).
+    its ``iters`` passes (unpacked, with gradients) under ``alpha_work`` multiply-adds (measured
+    on fmnist_cnn_c32-c64-fc128, 10 images: with ``alpha_work`` 8e9, which skips its two pooling
+    layers after conv2, 3 of the first 6 apothems came out a step lower and no search was
+    faster), and while two iterations fit before the ``deadline`` at the rate the layer's
+    back-substitution measured (one pass on a wide conv layer takes seconds, and the deadline
+    is only checked between iterations).
     ``init``: bounds an earlier call computed on the same box; its back-substitution is not
     repeated, only the alpha optimisation runs. ``base``: ``layer_bounds(net, lo, hi)`` when the
     caller has it already.
