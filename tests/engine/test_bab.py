@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 
 from vnnbridge.box import Box  # noqa: E402
 from vnnbridge.engine.attack import Objective, pgd  # noqa: E402
-from vnnbridge.engine.bab import BabOptions, verify_polytope  # noqa: E402
+from vnnbridge.engine.bab import BabOptions, verify_polytope, verify_polytopes  # noqa: E402
 from vnnbridge.engine.bounds import layer_bounds  # noqa: E402
 from vnnbridge.engine.crown import intermediate_bounds  # noqa: E402
 from vnnbridge.engine.milp import MilpStatus, solve_polytope  # noqa: E402
@@ -78,6 +78,50 @@ def test_branch_and_bound_matches_the_mip_on_both_sides(seed: int, last_mile: in
     above, value = _decide(net, lo, hi, c, np.full(rows, best + 0.05), opts)
     assert above.status == "sat", above
     assert value(above.x) <= 0 and np.all(above.x >= lo) and np.all(above.x <= hi)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_search_decides_a_disjunction_of_polytopes(seed: int) -> None:
+    """Three polytopes searched together (as a robustness query's classes): unsat only when every
+    one is infeasible; sat, with a point of a feasible one, when one of them is feasible."""
+    import time
+
+    rng = np.random.default_rng(100 + seed)
+    net = random_net(rng, [3, 8, 6, 3])
+    lo = rng.uniform(-1, 0, 3)
+    hi = lo + rng.uniform(0.5, 1.5, 3)
+    rows = [1 + (seed + i) % 2 for i in range(3)]
+    cs = [rng.normal(size=(r, 3)) for r in rows]  # polytopes of 1 and 2 rows: padding is exercised
+    best = []
+    for c in cs:
+        exact = solve_polytope(net, layer_bounds(net, lo, hi), c, np.zeros(len(c)), np.inf, -np.inf, 60, method="mip")
+        assert exact.status is MilpStatus.FEASIBLE
+        best.append(float(exact.value))
+    tn = torch_net(net)
+    lower, upper = intermediate_bounds(net, tn, lo, hi, iters=5)
+    opts = BabOptions(batch=4, root_iters=10, iters=5, lp_unstable=0)
+
+    def decide(ds: list[np.ndarray]):  # type: ignore[no-untyped-def]
+        polys = [(c, d, np.full(len(d), 1e-7)) for c, d in zip(cs, ds)]
+
+        def confirm(x: np.ndarray) -> np.ndarray | None:
+            y = net.forward(x)
+            return x if any(np.max(y @ c.T - d) <= 0 for c, d in zip(cs, ds)) else None
+
+        return verify_polytopes(net, tn, lower, upper, lo, hi, polys, time.perf_counter() + 60, confirm,
+                                lambda x0, i: None, opts)
+
+    below = [np.full(len(c), b - 0.05) for c, b in zip(cs, best)]
+    out = decide(below)
+    assert out.status == "unsat", out
+    open_one = seed % 3
+    above = list(below)
+    above[open_one] = np.full(len(cs[open_one]), best[open_one] + 0.05)
+    out = decide(above)
+    assert out.status == "sat", out
+    y = net.forward(out.x)
+    assert np.max(y @ cs[open_one].T - above[open_one]) <= 0  # only this polytope has points
+    assert np.all(out.x >= lo) and np.all(out.x <= hi)
 
 
 @pytest.mark.parametrize("radius", [30, 36])

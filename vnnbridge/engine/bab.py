@@ -169,7 +169,8 @@ class _Search:
         return total
 
     def choose(self, split: list[Any], alpha: list[Any], beta: list[Any] | None, lams: list[Any], poly: Any) -> Any:
-        """Per domain the (layer, unit) to split: filtered smart branching over the top BaBSR units."""
+        """Per domain the (layer, unit) to split: the top BaBSR unit, or filtered smart branching
+        over the top ``candidates`` units."""
         import torch
 
         sc = self.scores(split, lams)

@@ -11,8 +11,8 @@ Pipeline per case of the spec (cheapest first, each step only for what is still 
      networks): the exact big-M MILP (`vnnbridge.engine.milp`) solved by HiGHS, as before;
    * larger ones: branch and bound on torch (`vnnbridge.engine.bab`): intermediate bounds by
      CROWN without a coefficient cap, alpha-CROWN at the root, beta-CROWN split constraints in
-     batched domains, filtered smart branching, and the same MILP for the last few unstable
-     ReLUs of a domain (so the search stays complete).
+     batched domains of all open polytopes together, BaBSR branching, and the same MILP for
+     the last few unstable ReLUs of a domain (so the search stays complete).
    ``engine="milp"`` forces the first path (the engine before the torch bounds), ``"bab"`` the
    second; ``device`` ("cpu", "cuda") is where the torch bounds run.
 
@@ -309,8 +309,9 @@ class _Run:
         return Verdict.UNSAT, None, ""
 
     def decide_bab(self, pending: _Open) -> tuple[Verdict, np.ndarray | None, str]:
-        """Branch and bound on torch bounds, one polytope at a time (most promising first): on
-        ReLU phases, or on the input box for networks with at most ``bab.input_split`` inputs."""
+        """Branch and bound on torch bounds: on ReLU phases, one search for all open polytopes, or
+        on the input box for networks with at most ``bab.input_split`` inputs, one polytope at a
+        time (most promising first)."""
         from vnnbridge.engine.crown import intermediate_bounds, optimise
         from vnnbridge.engine.inputsplit import verify_input_split
         from vnnbridge.engine.torchnet import torch_net
