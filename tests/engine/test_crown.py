@@ -181,3 +181,40 @@ def test_alpha_optimisation_stops_at_its_deadline(monkeypatch: pytest.MonkeyPatc
     passes.clear()
     optimise(tn, lower, upper, tlo, thi, c, tn.tensor(np.full(2, np.inf)), None, None, None, iters=20)
     assert len(passes) == 21
+
+
+def test_an_iteration_or_alpha_pass_that_cannot_end_before_the_deadline_is_not_begun(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # One alpha pass on a pooling layer made a 20 s call on Convnet_maxpool take 29-32 s.
+    import time
+
+    import vnnbridge.engine.crown as crown
+
+    rng = np.random.default_rng(7)
+    net = random_net(rng, [4, 12, 10, 8, 3])
+    tn = torch_net(net)
+    lo = rng.uniform(-1, 0, 4)
+    hi = lo + 0.8
+    lower, upper = intermediate_bounds(net, tn, lo, hi)
+    assert tn.seconds_per_mac > 0  # measured by the back-substitution
+    tight = intermediate_bounds(net, tn, lo, hi, iters=10, init=(lower, upper))
+    gain = sum(float((t - l).sum()) for t, l in zip(tight[0], lower))
+    assert gain > 1e-6  # the alpha pass pays on this net
+    tn.seconds_per_mac = 1.0  # as if one pass took longer than the time left
+    same = intermediate_bounds(net, tn, lo, hi, iters=10, init=(lower, upper), deadline=time.perf_counter() + 30)
+    for a, b in zip(same[0] + same[1], lower + upper):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # Within an optimisation: an iteration that took longer than the time left is the last.
+    passes = []
+    real = crown.backward_bound
+
+    def slow(*a, **k):  # type: ignore[no-untyped-def]
+        passes.append(1)
+        time.sleep(0.2)
+        return real(*a, **k)
+
+    monkeypatch.setattr(crown, "backward_bound", slow)
+    tlo, thi, c = tn.tensor(lo)[None], tn.tensor(hi)[None], tn.tensor(rng.normal(size=(2, 3)))[None]
+    optimise(tn, lower, upper, tlo, thi, c, tn.tensor(np.full(2, np.inf)), None, None, None, iters=20,
+             deadline=time.perf_counter() + 0.3)
+    assert len(passes) == 2  # the first iteration (0.2 s) leaves 0.1 s: the final pass follows at once
