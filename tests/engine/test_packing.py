@@ -81,6 +81,26 @@ def test_the_units_of_a_packed_row_have_disjoint_windows_at_every_level() -> Non
     assert sorted(packing.index[packing.table[packing.table >= 0]]) == list(range(net.widths[2]))
 
 
+def test_cached_windows_and_input_colouring_pack_as_computing_everything_per_call(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import vnnbridge.engine.packing as packing
+
+    cached = conv_net(np.random.default_rng(6), (1, 1, 1, 1), 1, 1)
+    units = np.sort(np.random.default_rng(7).choice(cached.widths[2], 60, replace=False))
+    pack(cached, 2, units[::2])  # fills the cache with every unit's windows
+    assert any(key.startswith("windows:2") and cached._cache[key] for key in cached._cache)
+    fast = pack(cached, 2, units)
+    monkeypatch.setattr(packing, "_CACHE_ENTRIES", 0)
+    monkeypatch.setattr(packing, "_input_decides", lambda net, k: False)  # colour on every level's windows
+    fresh = conv_net(np.random.default_rng(6), (1, 1, 1, 1), 1, 1)
+    slow = pack(fresh, 2, units)
+    assert fast is not None and slow is not None
+    np.testing.assert_array_equal(fast.table, slow.table)
+    for a, b in zip(fast.windows, slow.windows):
+        assert (a != b).nnz == 0
+    assert not any(key.startswith("windows:2") and fresh._cache[key] for key in fresh._cache)
+
+
 def test_no_packing_behind_a_dense_layer() -> None:
     net = conv_net(np.random.default_rng(5), (1, 1, 1, 1), 1, 1)
     dense = LayerNet(net.input_shape, [Affine(DenseOp(np.ones((6, net.inputs))), np.zeros(6)), net.affines[-1]][:1]

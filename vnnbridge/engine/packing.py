@@ -29,6 +29,8 @@ __all__ = ["Packing", "Segments", "pack"]
 # Pack only when a row carries on average at least this many units: below that the label
 # bookkeeping costs more than it saves.
 _MIN_FACTOR = 2.0
+# Every unit's windows are cached per network up to this many entries (12 bytes each in csr).
+_CACHE_ENTRIES = 40_000_000
 
 
 @dataclass
@@ -87,38 +89,54 @@ def _structure(net: LayerNet, j: int) -> sp.csr_array:
     return got
 
 
-def _all_windows(net: LayerNet, k: int, max_window: float) -> list[sp.csr_array] | None:
-    """The windows of every unit of ReLU layer ``k`` at each level below it (cached on the net),
-    or None when one covers more than ``max_window`` of a level."""
-    key = f"windows:{k}:{max_window}"
-    if key in net._cache:
-        return net._cache[key]
-    n = net.widths[k]
-    w = sp.csr_array((np.ones(n, dtype=np.float32), (np.arange(n), np.arange(n))), shape=(n, n))
+def _windows(net: LayerNet, k: int, units: np.ndarray, max_window: float) -> list[sp.csr_array] | None:
+    """The windows of ``units`` of ReLU layer ``k`` at each level: the units themselves, the ``k``
+    layers below, the input; None when one covers more than ``max_window`` of a level."""
+    w = sp.csr_array((np.ones(units.size, dtype=np.float32), (np.arange(units.size), units)),
+                     shape=(units.size, net.widths[k]))
     levels = [w]
     for j in range(k, -1, -1):
         s = _structure(net, j)
         if s.nnz > max_window * s.shape[0] * s.shape[1]:
-            break
+            return None
         w = sp.csr_array(w @ s)
         w.data[:] = 1.0
         if w.nnz > max_window * w.shape[0] * w.shape[1]:
-            break
+            return None
         levels.append(w)
-    windows = levels if len(levels) == k + 2 else None  # the units, the k layers below, the input
-    net._cache[key] = windows
-    return windows
+    return levels
 
 
-def _input_decides(net: LayerNet, k: int, max_window: float) -> bool:
+def _unit_windows(net: LayerNet, k: int, units: np.ndarray, max_window: float) -> list[sp.csr_array] | None:
+    """`_windows` of ``units``, sliced from every unit's windows computed once per network and
+    cached when they fit in ``_CACHE_ENTRIES`` (a search asks about many unstable sets of the
+    same layers), else computed for these units alone."""
+    key = f"windows:{k}:{max_window}"
+    full = net._cache.get(key)
+    if full is not None:
+        return [w[units] for w in full] if full else None
+    mine = _windows(net, k, units, max_window)
+    if mine is None:
+        net._cache[key] = []
+        return None
+    if sum(w.nnz for w in mine) / units.size * net.widths[k] <= _CACHE_ENTRIES:
+        net._cache[key] = _windows(net, k, np.arange(net.widths[k]), max_window) or []
+    return mine
+
+
+def _input_decides(net: LayerNet, k: int) -> bool:
     """Whether every unit of the layers below ``k`` sees some input (cached): then two units of
     layer ``k`` whose input windows are disjoint have disjoint windows at every level (a shared
     unit would bring its input window into both), and colouring needs the input level only."""
-    for j in range(k):
-        w = _all_windows(net, j, max_window)
-        if w is None or not bool(np.all(np.diff(w[-1].indptr) > 0)):
-            return False
-    return True
+    key = f"sees-input:{k}"
+    if key not in net._cache:
+        sees = np.ones(net.inputs, dtype=bool)
+        ok = True
+        for j in range(k):
+            sees = (_structure(net, j) @ sees.astype(np.float32)) > 0
+            ok = ok and bool(sees.all())
+        net._cache[key] = ok
+    return bool(net._cache[key])
 
 
 def pack(net: LayerNet, k: int, units: np.ndarray, max_window: float = 0.25) -> Packing | None:
@@ -128,11 +146,10 @@ def pack(net: LayerNet, k: int, units: np.ndarray, max_window: float = 0.25) -> 
     units = np.asarray(units, dtype=np.int64)
     if units.size < 2 * _MIN_FACTOR:
         return None
-    full = _all_windows(net, k, max_window)
-    if full is None:
+    windows = _unit_windows(net, k, units, max_window)
+    if windows is None:
         return None
-    windows = [w[units] for w in full]
-    if _input_decides(net, k, max_window):
+    if _input_decides(net, k):
         colour = _colour(windows[-1])
     else:
         colour = _colour(sp.csr_array(sp.hstack(windows[1:])))
