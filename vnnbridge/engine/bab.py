@@ -36,7 +36,7 @@ from vnnbridge.engine.graph import LayerNet
 from vnnbridge.engine.milp import MilpStatus, solve_polytope
 from vnnbridge.engine.torchnet import TorchNet
 
-__all__ = ["BabOptions", "BabResult", "verify_polytope", "verify_polytopes"]
+__all__ = ["BabOptions", "BabResult", "pad_polytopes", "verify_polytope", "verify_polytopes"]
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,20 @@ class _Domains:
                         torch.cat([p.poly for p in parts]))
 
 
+def pad_polytopes(polys: list[tuple[np.ndarray, np.ndarray, np.ndarray]], outputs: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The polytopes ``(a, b, tol)`` as one batch: ``c`` (P, m, outputs), ``b`` and the refuting
+    threshold ``b + tol`` (P, m), rows padded to the longest polytope with zero rows whose
+    ``b`` and threshold are +inf (they never refute, and never count as violated by a point)."""
+    rows = max(len(b) for _, b, _ in polys)
+    c = np.zeros((len(polys), rows, outputs))
+    b_all = np.full((len(polys), rows), np.inf)
+    target = np.full((len(polys), rows), np.inf)
+    for i, (a, b, t) in enumerate(polys):
+        c[i, :len(b)], b_all[i, :len(b)], target[i, :len(b)] = a, b, np.asarray(b) + t
+    return c, b_all, target
+
+
 class _Search:
     def __init__(self, net: LayerNet, tn: TorchNet, lower: list[Any], upper: list[Any], lo: np.ndarray,
                  hi: np.ndarray, polys: list[tuple[np.ndarray, np.ndarray, np.ndarray]], deadline: float,
@@ -108,15 +122,8 @@ class _Search:
         self.net, self.tn, self.lower, self.upper = net, tn, lower, upper
         self.lo_np, self.hi_np = lo, hi
         self.lo, self.hi = tn.tensor(lo)[None, :], tn.tensor(hi)[None, :]
-        # Every polytope's rows padded to the same count: zero rows with an infinite threshold
-        # never refute (and never count as violated by a point).
         self.polys = [(np.atleast_2d(a), np.asarray(b, float), np.asarray(t, float)) for a, b, t in polys]
-        rows = max(len(b) for _, b, _ in self.polys)
-        c = np.zeros((len(polys), rows, net.outputs))
-        b_all = np.full((len(polys), rows), np.inf)
-        target = np.full((len(polys), rows), np.inf)
-        for i, (a, b, t) in enumerate(self.polys):
-            c[i, :len(b)], b_all[i, :len(b)], target[i, :len(b)] = a, b, b + t
+        c, b_all, target = pad_polytopes(self.polys, net.outputs)
         self.c, self.b, self.target = tn.tensor(c), tn.tensor(b_all), tn.tensor(target)
         self.deadline, self.confirm, self.polish, self.o = deadline, confirm, polish, opts
         self.undecided: list[str] = []

@@ -108,20 +108,21 @@ def _windows(net: LayerNet, k: int, units: np.ndarray, max_window: float) -> lis
 
 
 def _unit_windows(net: LayerNet, k: int, units: np.ndarray, max_window: float) -> list[sp.csr_array] | None:
-    """`_windows` of ``units``, sliced from every unit's windows computed once per network and
-    cached when they fit in ``_CACHE_ENTRIES`` (a search asks about many unstable sets of the
-    same layers), else computed for these units alone."""
-    key = f"windows:{k}:{max_window}"
+    """`_windows` of ``units``, sliced from every unit's windows once those are cached on the net
+    (a search asks about many unstable sets of the same layers; cached when the first set's
+    windows say all of them fit in ``_CACHE_ENTRIES``), else computed for these units alone.
+    Either way a level that ``units`` cover more than ``max_window`` of gives None."""
+    key = f"windows:{k}"
     full = net._cache.get(key)
-    if full is not None:
-        return [w[units] for w in full] if full else None
-    mine = _windows(net, k, units, max_window)
-    if mine is None:
-        net._cache[key] = []
+    if full is None:
+        mine = _windows(net, k, units, max_window)
+        if mine is not None and sum(w.nnz for w in mine) / units.size * net.widths[k] <= _CACHE_ENTRIES:
+            net._cache[key] = _windows(net, k, np.arange(net.widths[k]), 1.0)  # every unit's, no density cap
+        return mine
+    levels = [w[units] for w in full]
+    if any(w.nnz > max_window * w.shape[0] * w.shape[1] for w in levels[1:]):
         return None
-    if sum(w.nnz for w in mine) / units.size * net.widths[k] <= _CACHE_ENTRIES:
-        net._cache[key] = _windows(net, k, np.arange(net.widths[k]), max_window) or []
-    return mine
+    return levels
 
 
 def _input_decides(net: LayerNet, k: int) -> bool:

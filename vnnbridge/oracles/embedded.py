@@ -56,7 +56,7 @@ import numpy as np
 
 import vnnbridge
 from vnnbridge.engine.attack import Objective, pgd, start_points
-from vnnbridge.engine.bab import BabOptions, BabResult, verify_polytopes
+from vnnbridge.engine.bab import BabOptions, BabResult, pad_polytopes, verify_polytopes
 from vnnbridge.engine.bounds import LayerBounds, layer_bounds, output_bounds
 from vnnbridge.engine.graph import SUPPORTED_OPS, LayerNet, load_layer_net
 from vnnbridge.engine.milp import MilpStatus, milp_size, solve_polytope
@@ -322,13 +322,7 @@ class _Run:
         # Half the time left at most: on conv nets everything after depends on these bounds.
         lower, upper = intermediate_bounds(self.net, tn, pending.lo, pending.hi,
                                            deadline=time.perf_counter() + 0.5 * self.left(), base=pending.bounds)
-        polys = pending.polys
-        rows = max(len(b) for _, b, _ in polys)
-        c = np.zeros((len(polys), rows, self.net.outputs))
-        target = np.full((len(polys), rows), np.inf)
-        for i, (a, b, tol) in enumerate(polys):
-            c[i, :len(b)] = a
-            target[i, :len(b)] = b + tol
+        c, _, target = pad_polytopes(pending.polys, self.net.outputs)
         best, alpha, _, _ = optimise(tn, lower, upper, tn.tensor(pending.lo)[None], tn.tensor(pending.hi)[None],
                                      tn.tensor(c), tn.tensor(target), None, None, None, self.o.bab.root_iters,
                                      deadline=self.deadline)
