@@ -11,6 +11,7 @@ of vnnbridge's own (only the property is parsed with vnnbridge's parser).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -193,14 +194,19 @@ def test_watchdog_answers_timeout_before_the_deadline(bench: Path) -> None:
     out = bench / "hang.txt"
     out.write_text("no_result_in_file")
     start = time.monotonic()
+    env = _env(VNNBRIDGE_ANSWER_JSON=str(bench / "hang.json"))
     done = subprocess.run([sys.executable, "-c", code, "vnncomp-run", "--category", "c", "--onnx",
                            "onnx/mnist_784_32_10.onnx", "--vnnlib", "vnnlib/mnist_r0.0.vnnlib", "--results",
                            "hang.txt", "--timeout", "6", "--started", repr(time.time())], cwd=bench,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=66)
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=66, env=env)
     seconds = time.monotonic() - start
     assert done.returncode == 0, done.stderr
     assert out.read_text().split()[0] == "timeout"
     assert seconds < 6, seconds
+    # The answer names the oracle that held the instance and for how long (not 0 s).
+    answer = json.loads((bench / "hang.json").read_text())
+    assert answer["verdict"] == "timeout" and answer["oracle"] == "embedded"
+    assert 2.0 < answer["seconds"] < 6, answer
 
 
 def test_hanging_tool_gets_timeout_and_is_ended(bench: Path) -> None:

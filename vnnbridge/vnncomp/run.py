@@ -290,8 +290,11 @@ def answer_instance(instance: HarnessInstance, choice: OracleChoice, started: fl
         from vnnbridge.oracles.process import active_logs
 
         running = active_logs()
+        # The oracle and the seconds it held the instance, as every other answer records them
+        # (compare's outcomes read them; a 0.0 here looked like an instant timeout).
         answer = HarnessAnswer(Verdict.TIMEOUT, reason="internal deadline reached",
-                        log=str(running[0]) if running else "")
+                               oracle=choice.oracle_for(instance.category), seconds=time.monotonic() - begin,
+                               log=str(running[0]) if running else "")
         if sink.write(answer):
             write_answer_json(answer)
             log.warning("internal deadline reached after %.1f s; wrote timeout", time.monotonic() - begin)
