@@ -22,7 +22,9 @@ as the timeout) with the ratio of totals to each other oracle, and solved per ne
 Part ``apothem``: an apothem search (`vnnbridge.search.compose.certify`, method "apothem")
 on the first N MNIST / Fashion-MNIST test images (the network's prediction as label; all
 five networks take pixels in [0, 1]) per network and engine: grid-exact apothems (the upper
-step confirmed by a witness), median seconds per certificate and oracle calls.
+step confirmed by a witness), median seconds per certificate and oracle calls. An ``--engines``
+entry that is not an engine name is an oracle spec (``abcrown:/tmp/peers/abcrown``): the same
+searches with a peer as the oracle.
 
 Part ``inputsplit``: random ACAS Xu-sized networks (5 inputs, six ReLU layers of 50, 5 outputs,
 He-initialised; no few-input network is in ``../shared``) and robustness boxes of several widths
@@ -178,7 +180,9 @@ def apothem(args: argparse.Namespace, folder: Path) -> None:
         onnx = data / "networks" / rel
         xs = _images(data, dataset, args.images)
         for e in args.engines.split(","):
-            oracle = make_oracle("embedded", **ENGINES[e])
+            # An engine name of ENGINES is the embedded oracle so configured; anything else is an
+            # oracle spec (a peer: "abcrown:/tmp/peers/abcrown"), searched the same way.
+            oracle = make_oracle("embedded", **ENGINES[e]) if e in ENGINES else make_oracle(e)
             secs, exact, cert, calls, steps = [], 0, 0, 0, []
             for x in xs:
                 inst = Instance.make(onnx, x, None)
